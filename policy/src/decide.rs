@@ -1,0 +1,196 @@
+//! The access decision: route requirements against a verified identity.
+
+use crate::route::{Access, IssuerId, Route};
+
+/// The scopes a verified token carries: sorted, without duplicates.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ScopeSet(Vec<Box<str>>);
+
+impl ScopeSet {
+    pub fn new<I, S>(scopes: I) -> ScopeSet
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<Box<str>>,
+    {
+        let mut scopes: Vec<Box<str>> = scopes.into_iter().map(Into::into).collect();
+        scopes.retain(|s| !s.is_empty());
+        scopes.sort_unstable();
+        scopes.dedup();
+        ScopeSet(scopes)
+    }
+
+    pub fn contains(&self, scope: &str) -> bool {
+        self.0.binary_search_by(|s| (**s).cmp(scope)).is_ok()
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &str> {
+        self.0.iter().map(|s| &**s)
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+/// The part of a verified identity that the policy looks at.
+#[derive(Debug, Clone, Copy)]
+pub struct Principal<'a> {
+    pub issuer: IssuerId,
+    pub scopes: &'a ScopeSet,
+}
+
+/// The outcome of [`decide`]. Failures to authenticate a token at all
+/// (bad signature, expired, ...) happen before the policy is asked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision<'r> {
+    /// A public route: forward without identity.
+    Public,
+    /// A protected route and a token that satisfies it: forward with identity.
+    Allow,
+    /// No token where one is needed (also for an unmatched path without a
+    /// token, which must not reveal that nothing is routed there): 401.
+    Unauthenticated,
+    /// A valid token from an issuer the route does not accept: 401 invalid_token.
+    IssuerNotAccepted,
+    /// A valid token without the scopes the route requires: 403.
+    InsufficientScope { required: &'r str },
+    /// A valid token, but no route covers the request: 403 (default deny).
+    NoRoute,
+}
+
+impl Decision<'_> {
+    /// Label for metrics and logs.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Decision::Public => "public",
+            Decision::Allow => "allow",
+            Decision::Unauthenticated => "unauthenticated",
+            Decision::IssuerNotAccepted => "issuer_not_accepted",
+            Decision::InsufficientScope { .. } => "insufficient_scope",
+            Decision::NoRoute => "no_route",
+        }
+    }
+
+    /// True when the request goes to the upstream.
+    pub fn is_allowed(&self) -> bool {
+        matches!(self, Decision::Public | Decision::Allow)
+    }
+}
+
+/// Decide what happens to a request that matched `route` (or nothing),
+/// presented by `principal` (or nobody).
+pub fn decide<'r>(route: Option<&'r Route>, principal: Option<Principal<'_>>) -> Decision<'r> {
+    let Some(route) = route else {
+        return match principal {
+            None => Decision::Unauthenticated,
+            Some(_) => Decision::NoRoute,
+        };
+    };
+    let requirement = match &route.access {
+        Access::Public => return Decision::Public,
+        Access::Protected(requirement) => requirement,
+    };
+    let Some(principal) = principal else {
+        return Decision::Unauthenticated;
+    };
+    if let Some(issuers) = &requirement.issuers {
+        if !issuers.contains(&principal.issuer) {
+            return Decision::IssuerNotAccepted;
+        }
+    }
+    let has_all = requirement.all_scopes.iter().all(|s| principal.scopes.contains(s));
+    let has_any =
+        requirement.any_scopes.is_empty() || requirement.any_scopes.iter().any(|s| principal.scopes.contains(s));
+    if has_all && has_any {
+        Decision::Allow
+    } else {
+        Decision::InsufficientScope { required: &route.required_scope }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pattern::PathPattern;
+    use crate::route::{HostSet, MethodSet, Requirement, RouteSpec};
+
+    fn route(access: Access) -> Route {
+        Route::compile(RouteSpec {
+            name: "r".into(),
+            pattern: PathPattern::parse("/x").unwrap(),
+            methods: MethodSet::Any,
+            hosts: HostSet::default(),
+            access,
+            upstream: 0,
+            rate_limits: Vec::new(),
+        })
+    }
+
+    fn protected(all: &[&str], any: &[&str], issuers: Option<Vec<usize>>) -> Route {
+        route(Access::Protected(Requirement {
+            all_scopes: all.iter().map(|s| (*s).into()).collect(),
+            any_scopes: any.iter().map(|s| (*s).into()).collect(),
+            issuers: issuers.map(|v| v.into_iter().map(IssuerId).collect()),
+        }))
+    }
+
+    fn who(scopes: &ScopeSet) -> Option<Principal<'_>> {
+        Some(Principal { issuer: IssuerId(0), scopes })
+    }
+
+    #[test]
+    fn default_deny() {
+        let scopes = ScopeSet::new(["admin"]);
+        assert_eq!(decide(None, None), Decision::Unauthenticated);
+        assert_eq!(decide(None, who(&scopes)), Decision::NoRoute);
+    }
+
+    #[test]
+    fn public_routes_need_nothing() {
+        assert_eq!(decide(Some(&route(Access::Public)), None), Decision::Public);
+    }
+
+    #[test]
+    fn all_scopes_are_required() {
+        let r = protected(&["a", "b"], &[], None);
+        assert_eq!(decide(Some(&r), None), Decision::Unauthenticated);
+        assert_eq!(decide(Some(&r), who(&ScopeSet::new(["a", "b", "c"]))), Decision::Allow);
+        assert_eq!(decide(Some(&r), who(&ScopeSet::new(["a"]))), Decision::InsufficientScope { required: "a b" });
+    }
+
+    #[test]
+    fn one_of_any_scopes_is_enough() {
+        let r = protected(&[], &["admin", "superuser"], None);
+        assert_eq!(decide(Some(&r), who(&ScopeSet::new(["superuser"]))), Decision::Allow);
+        assert_eq!(
+            decide(Some(&r), who(&ScopeSet::new(["user"]))),
+            Decision::InsufficientScope { required: "admin superuser" }
+        );
+    }
+
+    #[test]
+    fn a_protected_route_without_scopes_needs_only_a_valid_token() {
+        let r = protected(&[], &[], None);
+        assert_eq!(decide(Some(&r), who(&ScopeSet::default())), Decision::Allow);
+    }
+
+    #[test]
+    fn issuer_restriction() {
+        let r = protected(&[], &[], Some(vec![1]));
+        assert_eq!(decide(Some(&r), who(&ScopeSet::default())), Decision::IssuerNotAccepted);
+        let scopes = ScopeSet::default();
+        let p = Principal { issuer: IssuerId(1), scopes: &scopes };
+        assert_eq!(decide(Some(&r), Some(p)), Decision::Allow);
+    }
+
+    #[test]
+    fn scope_sets_are_sorted_and_deduplicated() {
+        let s = ScopeSet::new(["b", "a", "b", ""]);
+        assert_eq!(s.iter().collect::<Vec<_>>(), ["a", "b"]);
+        assert!(s.contains("a") && !s.contains("c"));
+    }
+}

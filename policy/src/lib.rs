@@ -1,0 +1,21 @@
+//! Pure access-decision logic for portcullis.
+//!
+//! No I/O, no async, no Pingora: the proxy normalises a request path with
+//! [`normalize`], finds the route with [`RouteTable::find`], verifies the token
+//! itself, then asks [`decide`]. Everything here is plain data and plain
+//! functions, so it is unit- and property-tested without a server.
+#![forbid(unsafe_code)]
+
+mod decide;
+mod host;
+mod path;
+mod pattern;
+mod route;
+mod table;
+
+pub use decide::{decide, Decision, Principal, ScopeSet};
+pub use host::{normalize_host, HostError};
+pub use path::{is_canonical_literal, normalize, NormalizedPath, PathError, Segments, MAX_PATH_BYTES};
+pub use pattern::{PathPattern, PatternError, Segment};
+pub use route::{Access, HostPattern, HostSet, IssuerId, Method, MethodSet, Requirement, Route, RouteSpec};
+pub use table::{RouteTable, Shadowed};
