@@ -1,0 +1,285 @@
+//! The runtime model: the buffer between the file formats operators write
+//! and what the proxy runs on. Everything here is validated, typed and
+//! defaulted; nothing refers back to YAML.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use ipnet::IpNet;
+use policy::RouteSpec;
+
+use crate::diag::Position;
+
+/// A whole, valid configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub admin_listen: Option<SocketAddr>,
+    pub realm: String,
+    /// Peers whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: Vec<IpNet>,
+    pub threads: usize,
+    pub log: LogSettings,
+    pub upstreams: Vec<Upstream>,
+    pub issuers: Vec<Issuer>,
+    pub identity_headers: Vec<IdentityHeader>,
+    pub rate_limits: Vec<RateLimit>,
+    pub tokens: TokenSettings,
+    pub token_cache: TokenCacheSettings,
+    pub shutdown_grace: Duration,
+    /// Routes in priority order: the main file's, then each policy file's.
+    pub routes: Vec<RouteSpec>,
+    /// Where each route was defined, for `check`, `explain` and logs.
+    pub route_origins: Vec<Position>,
+    /// Every file this configuration was read from, main file first.
+    pub sources: Vec<PathBuf>,
+    /// The `policy_files` globs, made absolute (a new matching file must
+    /// trigger a reload too).
+    pub policy_globs: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogSettings {
+    /// A `tracing` filter directive: `info`, `debug`, ...
+    pub level: String,
+    pub format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Human,
+    Json,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Upstream {
+    pub name: String,
+    pub tls: bool,
+    pub host: String,
+    pub port: u16,
+    /// Server name for TLS and the `Host` header is left as the client sent it.
+    pub sni: String,
+    pub connect_timeout: Duration,
+    pub read_timeout: Duration,
+}
+
+impl Upstream {
+    pub fn address(&self) -> String {
+        if self.host.contains(':') {
+            format!("[{}]:{}", self.host, self.port)
+        } else {
+            format!("{}:{}", self.host, self.port)
+        }
+    }
+}
+
+/// JWS algorithms an issuer may be pinned to. `none` has no variant: it
+/// cannot be configured, so it can never be accepted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Algorithm {
+    HS256,
+    HS384,
+    HS512,
+    RS256,
+    RS384,
+    RS512,
+    PS256,
+    PS384,
+    PS512,
+    ES256,
+    ES384,
+    EdDSA,
+}
+
+impl Algorithm {
+    pub const ALL: [Algorithm; 12] = [
+        Algorithm::HS256,
+        Algorithm::HS384,
+        Algorithm::HS512,
+        Algorithm::RS256,
+        Algorithm::RS384,
+        Algorithm::RS512,
+        Algorithm::PS256,
+        Algorithm::PS384,
+        Algorithm::PS512,
+        Algorithm::ES256,
+        Algorithm::ES384,
+        Algorithm::EdDSA,
+    ];
+
+    /// The exact `alg` header value (case-sensitive, RFC 7515).
+    pub fn name(self) -> &'static str {
+        match self {
+            Algorithm::HS256 => "HS256",
+            Algorithm::HS384 => "HS384",
+            Algorithm::HS512 => "HS512",
+            Algorithm::RS256 => "RS256",
+            Algorithm::RS384 => "RS384",
+            Algorithm::RS512 => "RS512",
+            Algorithm::PS256 => "PS256",
+            Algorithm::PS384 => "PS384",
+            Algorithm::PS512 => "PS512",
+            Algorithm::ES256 => "ES256",
+            Algorithm::ES384 => "ES384",
+            Algorithm::EdDSA => "EdDSA",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Algorithm> {
+        Algorithm::ALL.into_iter().find(|a| a.name() == name)
+    }
+
+    /// Shared-secret algorithms; never mixed with public-key ones on one
+    /// issuer (that mix is how HS256-signed-with-the-public-key forgeries work).
+    pub fn is_hmac(self) -> bool {
+        matches!(self, Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512)
+    }
+}
+
+impl fmt::Display for Algorithm {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A secret read from the environment. Never printed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(Box<[u8]>);
+
+impl Secret {
+    pub fn new(bytes: impl Into<Box<[u8]>>) -> Secret {
+        Secret(bytes.into())
+    }
+
+    pub fn expose(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(redacted)")
+    }
+}
+
+/// Where an issuer's verification keys come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeySource {
+    /// A JWKS at a known URL.
+    Jwks { uri: String },
+    /// OIDC discovery at `{issuer}/.well-known/openid-configuration`.
+    Discovery { url: String },
+    /// A shared HMAC secret. `None` only when loaded for `check` with the
+    /// variable unset (reported as a warning there, an error for `run`).
+    Secret { env: String, secret: Option<Secret> },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Issuer {
+    pub name: String,
+    /// Exact `iss` value.
+    pub issuer: String,
+    pub keys: KeySource,
+    /// Accepted `aud` values; empty only with `any_audience`.
+    pub audiences: Vec<String>,
+    pub any_audience: bool,
+    pub algorithms: Vec<Algorithm>,
+    pub leeway: Duration,
+    pub scope_claims: Vec<ClaimPath>,
+    /// Accepted `typ` header values, lower case; empty accepts any.
+    pub token_types: Vec<String>,
+    pub jwks_refresh: Duration,
+    pub min_refresh_interval: Duration,
+    /// Timeout of every call to this issuer (discovery, JWKS, introspection).
+    pub http_timeout: Duration,
+    pub introspection: Option<Introspection>,
+}
+
+/// RFC 7662 introspection of opaque tokens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Introspection {
+    /// `None`: taken from discovery.
+    pub endpoint: Option<String>,
+    pub client_id: String,
+    pub client_secret: Option<Secret>,
+    pub client_secret_env: String,
+    pub max_ttl: Duration,
+    pub negative_ttl: Duration,
+    pub max_entries: usize,
+}
+
+/// A claim, possibly nested: `realm_access.roles` is `["realm_access", "roles"]`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ClaimPath(pub Vec<String>);
+
+impl fmt::Display for ClaimPath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0.join("."))
+    }
+}
+
+/// What an identity header carries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HeaderValueSource {
+    /// The verified scope set, space-joined.
+    Scopes,
+    Claim(ClaimPath),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdentityHeader {
+    /// Lower-case header name.
+    pub name: String,
+    pub source: HeaderValueSource,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum RateKey {
+    /// The client address (see `trusted_proxies`).
+    ClientIp,
+    /// A request header's value (lower-case name).
+    Header(String),
+    /// The verified subject.
+    Subject,
+    /// A field of a form or JSON login body.
+    FormField(String),
+}
+
+impl fmt::Display for RateKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RateKey::ClientIp => f.write_str("client_ip"),
+            RateKey::Header(name) => write!(f, "header:{name}"),
+            RateKey::Subject => f.write_str("subject"),
+            RateKey::FormField(name) => write!(f, "form:{name}"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct RateLimit {
+    pub name: String,
+    pub key: RateKey,
+    /// Requests allowed per `per`, refilled evenly (GCRA).
+    pub limit: u32,
+    pub per: Duration,
+    pub burst: u32,
+    /// Hard cap on keys tracked at once.
+    pub max_keys: usize,
+    /// IPv6 clients are keyed by this prefix length.
+    pub ipv6_prefix: u8,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenSettings {
+    pub max_bytes: usize,
+    pub query_parameter: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenCacheSettings {
+    pub max_entries: usize,
+    pub ttl: Duration,
+}

@@ -1,0 +1,407 @@
+//! Loading real files: the reference configuration, policy files, and every
+//! class of operator mistake with its exact FILE:LINE:COL.
+
+use std::collections::HashMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use config::{load_with_env, Algorithm, HeaderValueSource, KeySource, LoadError, Loaded, Mode, RateKey, Severity};
+use policy::{Access, IssuerId};
+
+const SECRET: &str = "0123456789abcdef0123456789abcdef-secret";
+
+/// The reference configuration from DESIGN.md.
+const REFERENCE: &str = r#"listen: "0.0.0.0:8080"
+admin_listen: "127.0.0.1:9901"
+realm: "todo-api"
+trusted_proxies: []
+threads: 4
+log_level: info
+
+upstreams:
+  api:
+    url: "http://127.0.0.1:8000"
+
+issuers:
+  - name: sso
+    issuer: "https://sso.example.com/realms/app"
+    audiences: ["todo-api"]
+    algorithms: ["RS256", "ES256"]
+    leeway: 30s
+    scope_claims: ["scope", "scp", "realm_access.roles"]
+  - name: local
+    issuer: "todo-api"
+    algorithms: ["HS256"]
+    secret_env: "TODO_JWT_SECRET"
+    audiences: ["todo-api"]
+
+identity_headers:
+  X-Auth-Subject: sub
+  X-Auth-Issuer: iss
+  X-Auth-Scopes: scopes
+  X-Auth-Email: email
+
+rate_limits:
+  auth:
+    key: client_ip
+    limit: 5
+    per: 1m
+    burst: 5
+
+policy_files: ["policies/*.yaml"]
+
+routes:
+  - path: /healthz
+    public: true
+  - path: /auth/**
+    public: true
+    rate_limit: auth
+  - path: /todos/**
+    methods: [GET]
+    scopes: [tasks:read]
+  - path: /todos/**
+    methods: [POST, PUT, PATCH, DELETE]
+    scopes: [tasks:write]
+  - path: /admin/**
+    any_scopes: [admin, superuser]
+"#;
+
+struct Dir(tempfile::TempDir);
+
+impl Dir {
+    fn new() -> Dir {
+        Dir(tempfile::tempdir().unwrap())
+    }
+
+    fn write(&self, name: &str, text: &str) -> PathBuf {
+        let path = self.0.path().join(name);
+        fs::create_dir_all(path.parent().unwrap()).unwrap();
+        fs::write(&path, text).unwrap();
+        path
+    }
+}
+
+fn env_with_secret() -> HashMap<String, String> {
+    HashMap::from([("TODO_JWT_SECRET".to_owned(), SECRET.to_owned())])
+}
+
+fn load(path: &Path, mode: Mode, env: &HashMap<String, String>) -> Result<Loaded, LoadError> {
+    load_with_env(path, mode, &|name| env.get(name).cloned())
+}
+
+/// Load a config made of `text` and expect it to fail; return the error lines.
+fn errors_of(text: &str) -> Vec<String> {
+    let dir = Dir::new();
+    let path = dir.write("portcullis.yaml", text);
+    let err = load(&path, Mode::Serve, &env_with_secret()).expect_err("config should be refused");
+    let prefix = format!("{}:", path.display());
+    err.errors()
+        .map(|d| {
+            let line = d.to_string();
+            assert!(line.starts_with(&prefix), "{line} should start with the file name");
+            line[prefix.len()..].to_owned()
+        })
+        .collect()
+}
+
+/// A minimal valid configuration with `extra` appended to the issuer list item.
+fn with_issuer(extra: &str) -> String {
+    format!(
+        "upstreams:\n  api:\n    url: http://127.0.0.1:8000\nissuers:\n  - name: sso\n    issuer: https://sso.example.com\n{extra}routes:\n  - path: /x\n"
+    )
+}
+
+#[test]
+fn the_reference_configuration_loads() {
+    let dir = Dir::new();
+    let path = dir.write("portcullis.yaml", REFERENCE);
+    dir.write("policies/20-reports.yaml", "routes:\n  - path: /reports/**\n    scopes: [reports:read]\n");
+    dir.write("policies/10-users.yaml", "routes:\n  - path: /users/{id}\n    methods: [GET]\n    issuers: [sso]\n");
+    let loaded = load(&path, Mode::Serve, &env_with_secret()).unwrap();
+    let config = &loaded.config;
+
+    assert_eq!(config.listen.to_string(), "0.0.0.0:8080");
+    assert_eq!(config.admin_listen.unwrap().to_string(), "127.0.0.1:9901");
+    assert_eq!(config.realm, "todo-api");
+    assert_eq!(config.threads, 4);
+    assert_eq!(config.upstreams[0].address(), "127.0.0.1:8000");
+
+    let sso = &config.issuers[0];
+    assert_eq!(sso.algorithms, [Algorithm::RS256, Algorithm::ES256]);
+    assert_eq!(
+        sso.keys,
+        KeySource::Discovery { url: "https://sso.example.com/realms/app/.well-known/openid-configuration".into() }
+    );
+    assert_eq!(sso.leeway, Duration::from_secs(30));
+    assert_eq!(sso.scope_claims[2].0, ["realm_access", "roles"]);
+    match &config.issuers[1].keys {
+        KeySource::Secret { env, secret } => {
+            assert_eq!(env, "TODO_JWT_SECRET");
+            assert_eq!(secret.as_ref().unwrap().expose(), SECRET.as_bytes());
+        }
+        other => panic!("unexpected key source {other:?}"),
+    }
+
+    assert_eq!(config.identity_headers[0].name, "x-auth-subject");
+    assert_eq!(config.identity_headers[2].source, HeaderValueSource::Scopes);
+    assert_eq!(config.rate_limits[0].key, RateKey::ClientIp);
+    assert_eq!(config.rate_limits[0].per, Duration::from_secs(60));
+
+    // Main-file routes first, then policy files in file-name order.
+    let names: Vec<&str> = config.routes.iter().map(|r| r.name.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "/healthz",
+            "/auth/**",
+            "GET /todos/**",
+            "POST,PUT,PATCH,DELETE /todos/**",
+            "/admin/**",
+            "GET /users/{id}",
+            "/reports/**"
+        ]
+    );
+    assert_eq!(config.routes[1].rate_limits, [0]);
+    match &config.routes[5].access {
+        Access::Protected(req) => assert_eq!(req.issuers, Some(vec![IssuerId(0)])),
+        Access::Public => panic!("route should be protected"),
+    }
+    assert_eq!(config.sources.len(), 3);
+    assert!(config.route_origins[6].to_string().ends_with("20-reports.yaml:2:5"), "{}", config.route_origins[6]);
+    assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
+}
+
+#[test]
+fn the_secret_never_appears_in_diagnostics_or_debug_output() {
+    let dir = Dir::new();
+    let path = dir.write("portcullis.yaml", REFERENCE);
+    let loaded = load(&path, Mode::Serve, &env_with_secret()).unwrap();
+    let debug = format!("{:?}", loaded.config);
+    assert!(!debug.contains(SECRET));
+    assert!(debug.contains("redacted"));
+
+    // A too-short secret is refused without echoing it.
+    let short = HashMap::from([("TODO_JWT_SECRET".to_owned(), "hunter2".to_owned())]);
+    let err = load(&path, Mode::Serve, &short).unwrap_err().to_string();
+    assert!(err.contains("TODO_JWT_SECRET") && err.contains("7 bytes"), "{err}");
+    assert!(!err.contains("hunter2"));
+}
+
+#[test]
+fn an_unset_secret_is_an_error_for_run_and_a_warning_for_check() {
+    let dir = Dir::new();
+    let path = dir.write("portcullis.yaml", REFERENCE);
+    let empty = HashMap::new();
+    let err = load(&path, Mode::Serve, &empty).unwrap_err();
+    let errors: Vec<String> = err.errors().map(ToString::to_string).collect();
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(errors[0].ends_with(":22:17: environment variable TODO_JWT_SECRET is not set (or empty)"), "{errors:?}");
+
+    let loaded = load(&path, Mode::Check, &empty).unwrap();
+    let secret_warnings: Vec<_> = loaded.warnings.iter().filter(|w| w.message.contains("TODO_JWT_SECRET")).collect();
+    assert_eq!(secret_warnings.len(), 1, "{:?}", loaded.warnings);
+    assert_eq!(secret_warnings[0].severity, Severity::Warning);
+}
+
+#[test]
+fn yaml_syntax_type_unknown_key_and_duplicate_key_errors_have_positions() {
+    let syntax = errors_of("listen: \"0.0.0.0:80\nrealm: x\n");
+    assert_eq!(syntax, ["2:1: invalid indentation in multiline quoted scalar"]);
+    let threads = errors_of("threads: many\n");
+    assert!(threads[0].starts_with("1:10: "), "{threads:?}");
+    let unknown = errors_of("listne: \"0.0.0.0:80\"\n");
+    assert!(unknown[0].starts_with("1:1: unknown field `listne`"), "{unknown:?}");
+    let duplicate = errors_of("realm: a\nrealm: b\n");
+    assert!(duplicate[0].starts_with("2:1: ") && duplicate[0].contains("duplicate"), "{duplicate:?}");
+    // Strict booleans: `yes` is not true.
+    let yes = errors_of("routes:\n  - path: /x\n    public: yes\n");
+    assert!(yes[0].starts_with("3:13: "), "{yes:?}");
+}
+
+#[test]
+fn algorithm_rules() {
+    let none = errors_of(&with_issuer("    audiences: [a]\n    algorithms: [RS256, None]\n"));
+    assert_eq!(none, ["8:25: 'none' is never accepted: unsigned tokens prove nothing"]);
+    let mixed = errors_of(&with_issuer("    audiences: [a]\n    algorithms: [RS256, HS256]\n"));
+    assert!(mixed[0].starts_with("8:18: an issuer must not mix HMAC"), "{mixed:?}");
+    let unknown = errors_of(&with_issuer("    audiences: [a]\n    algorithms: [RS1]\n"));
+    assert!(unknown[0].starts_with("8:18: unsupported algorithm 'RS1'"), "{unknown:?}");
+    let no_secret = errors_of(&with_issuer("    audiences: [a]\n    algorithms: [HS256]\n"));
+    assert!(no_secret[0].starts_with("5:5: HMAC algorithms need secret_env"), "{no_secret:?}");
+    let secret_on_rsa =
+        errors_of(&with_issuer("    audiences: [a]\n    algorithms: [RS256]\n    secret_env: TODO_JWT_SECRET\n"));
+    assert!(secret_on_rsa[0].starts_with("9:17: secret_env is only for HMAC"), "{secret_on_rsa:?}");
+}
+
+#[test]
+fn audiences_are_required_unless_explicitly_waived() {
+    let missing = errors_of(&with_issuer(""));
+    assert!(missing[0].starts_with("5:5: issuer 'sso' has no audiences"), "{missing:?}");
+    let empty = errors_of(&with_issuer("    audiences: []\n"));
+    assert!(empty[0].starts_with("5:5: issuer 'sso' has no audiences"), "{empty:?}");
+
+    let dir = Dir::new();
+    let path = dir.write("c.yaml", &with_issuer("    allow_any_audience: true\n"));
+    let loaded = load(&path, Mode::Serve, &HashMap::new()).unwrap();
+    assert!(loaded.config.issuers[0].any_audience);
+}
+
+#[test]
+fn unknown_references_are_errors() {
+    let text = r"upstreams:
+  api:
+    url: http://127.0.0.1:1
+  other:
+    url: http://127.0.0.1:2
+issuers:
+  - name: sso
+    issuer: https://sso.example.com
+    audiences: [a]
+routes:
+  - path: /a
+    upstream: nope
+  - path: /b
+    issuers: [ghost]
+    upstream: api
+  - path: /c
+    rate_limit: [fast]
+    upstream: api
+  - path: /d
+";
+    let errors = errors_of(text);
+    assert_eq!(
+        errors,
+        [
+            "12:15: unknown upstream 'nope' (defined: api, other)",
+            "14:15: unknown issuer 'ghost' (defined: sso)",
+            "17:17: unknown rate limit 'fast' (none are defined)",
+            "19:5: several upstreams are configured; name this route's 'upstream'",
+        ]
+    );
+}
+
+#[test]
+fn route_mistakes() {
+    let base = "upstreams:\n  api:\n    url: http://127.0.0.1:1\nissuers:\n  - name: sso\n    issuer: https://s.example.com\n    audiences: [a]\nroutes:\n";
+    let cases = [
+        ("  - path: todos\n", "9:11: invalid path pattern 'todos': path pattern must start with '/'"),
+        (
+            "  - path: /a/**/b\n",
+            "9:11: invalid path pattern '/a/**/b': '**' is only allowed as the last segment, as in '/api/**'",
+        ),
+        (
+            "  - path: /a\n    methods: [get]\n",
+            "10:15: methods are case-sensitive in HTTP; write 'GET' instead of 'get'",
+        ),
+        ("  - path: /a\n    public: true\n    scopes: [x]\n", "9:5: a public route cannot also have scopes"),
+        (
+            "  - path: /a\n    scopes: [\"a b\"]\n",
+            "10:14: 'a b' is not a valid scope (no spaces, quotes or backslashes)",
+        ),
+        (
+            "  - path: /a\n    hosts: [\"a.com:80\"]\n",
+            "10:13: 'a.com:80' is not a host name or '*.domain' pattern (no ports)",
+        ),
+        ("  - path: /a\n    nmae: x\n", "10:5: unknown field `nmae`"),
+    ];
+    for (routes, expected) in cases {
+        let errors = errors_of(&format!("{base}{routes}"));
+        assert!(errors[0].starts_with(expected), "{routes:?}: got {errors:?}, want {expected}");
+    }
+}
+
+#[test]
+fn other_value_mistakes() {
+    let cases = [
+        ("listen: 8080\n", "1:9: '8080' is not an address:port"),
+        ("trusted_proxies: [10.0.0.0/33]\n", "1:19: '10.0.0.0/33' is not an IP address or CIDR"),
+        ("log_level: loud\n", "1:12: 'loud' is not one of: trace, debug, info, warn, error"),
+        ("upstreams:\n  api:\n    url: ftp://x\n", "3:10: upstream scheme must be http or https, not 'ftp'"),
+        ("upstreams:\n  api:\n    url: http://x/base\n", "3:10: an upstream URL is scheme://host:port only"),
+        ("upstreams:\n  api:\n    url: http://x\n    read_timeout: 30\n", "4:19: '30' has no unit"),
+        ("rate_limits:\n  auth:\n    key: ip\n    limit: 5\n    per: 1m\n", "3:10: unknown rate-limit key 'ip'"),
+        ("rate_limits:\n  auth:\n    key: client_ip\n    limit: 0\n    per: 1m\n", "4:12: limit must be at least 1"),
+        ("identity_headers:\n  Authorization: sub\n", "2:3: 'Authorization' cannot be an identity header"),
+        ("identity_headers:\n  X-A: sub\n  x-a: email\n", "3:3: identity header 'x-a' is listed twice"),
+        ("tokens:\n  max_bytes: 10\n", "2:14: max_bytes must be between 64 and 65536"),
+    ];
+    for (text, expected) in cases {
+        let errors = errors_of(text);
+        assert!(errors[0].starts_with(expected), "{text:?}: got {errors:?}, want {expected}");
+    }
+}
+
+#[test]
+fn errors_in_policy_files_name_that_file() {
+    let dir = Dir::new();
+    let main = dir.write(
+        "portcullis.yaml",
+        "upstreams:\n  api:\n    url: http://127.0.0.1:1\npolicy_files: [\"policies/*.yaml\"]\nroutes:\n  - path: /a\n    public: true\n",
+    );
+    let bad = dir.write("policies/a.yaml", "routes:\n  - path: /b\n    public: true\n    upstream: nope\n");
+    let err = load(&main, Mode::Serve, &HashMap::new()).unwrap_err();
+    let errors: Vec<String> = err.errors().map(ToString::to_string).collect();
+    assert_eq!(errors, [format!("{}:4:15: unknown upstream 'nope' (defined: api)", bad.display())]);
+}
+
+#[test]
+fn a_missing_literal_policy_file_is_an_error_and_an_empty_glob_a_warning() {
+    let dir = Dir::new();
+    let main = dir.write(
+        "portcullis.yaml",
+        "upstreams:\n  api:\n    url: http://127.0.0.1:1\npolicy_files: [\"gone.yaml\"]\nroutes:\n  - path: /a\n    public: true\n",
+    );
+    let err = load(&main, Mode::Serve, &HashMap::new()).unwrap_err();
+    assert!(err.to_string().contains(":4:16: policy file 'gone.yaml' does not exist"), "{err}");
+
+    let main = dir.write(
+        "portcullis.yaml",
+        "upstreams:\n  api:\n    url: http://127.0.0.1:1\npolicy_files: [\"p/*.yaml\"]\nroutes:\n  - path: /a\n    public: true\n",
+    );
+    let loaded = load(&main, Mode::Serve, &HashMap::new()).unwrap();
+    assert!(loaded.warnings[0].message.contains("matches no file yet"));
+    assert!(loaded.config.policy_globs[0].ends_with("p/*.yaml"));
+}
+
+#[test]
+fn warnings_for_shadowed_routes_and_unusable_issuers() {
+    let dir = Dir::new();
+    let path = dir.write(
+        "portcullis.yaml",
+        r"upstreams:
+  api:
+    url: http://127.0.0.1:1
+issuers:
+  - name: a
+    issuer: https://a.example.com
+    audiences: [x]
+  - name: b
+    issuer: https://b.example.com
+    audiences: [x]
+routes:
+  - path: /todos/**
+    issuers: [a]
+  - path: /todos/{id}
+    methods: [GET]
+    issuers: [a]
+",
+    );
+    let loaded = load(&path, Mode::Check, &HashMap::new()).unwrap();
+    let warnings: Vec<String> = loaded.warnings.iter().map(|w| w.to_string()).collect();
+    assert_eq!(warnings.len(), 2, "{warnings:?}");
+    assert!(warnings[0].contains(":14:5: warning: route 'GET /todos/{id}' can never match: route '/todos/**' at "));
+    assert!(warnings[1].contains(":8:5: warning: issuer 'b' is not usable by any route"));
+}
+
+#[test]
+fn several_errors_are_reported_at_once() {
+    let errors = errors_of("listen: nowhere\nlog_level: loud\nthreads: 0\n");
+    assert_eq!(errors.len(), 3, "{errors:?}");
+}
+
+#[test]
+fn an_unreadable_file_is_reported_by_name() {
+    let err = load(Path::new("/nonexistent/portcullis.yaml"), Mode::Serve, &HashMap::new()).unwrap_err();
+    assert!(err.to_string().starts_with("/nonexistent/portcullis.yaml: cannot read"), "{err}");
+}
