@@ -65,15 +65,15 @@ impl RouteTable {
     /// The first route that applies to this method, host and path.
     /// `host` must be normalised ([`crate::normalize_host`]).
     pub fn find(&self, method: &str, host: Option<&str>, path: &NormalizedPath<'_>) -> Option<&Route> {
+        self.find_index(method, host, path).map(|index| &self.routes[index])
+    }
+
+    /// Like [`RouteTable::find`], giving the route's position in the table.
+    pub fn find_index(&self, method: &str, host: Option<&str>, path: &NormalizedPath<'_>) -> Option<usize> {
         let mut best = None;
         let applies = |index: usize| self.routes[index].applies_to(method, host);
         self.root.search(path.segments(), &mut best, &applies);
-        best.map(|index| &self.routes[index])
-    }
-
-    /// Index of a route in the table (for labels and `explain`).
-    pub fn index_of(&self, route: &Route) -> Option<usize> {
-        self.routes.iter().position(|r| std::ptr::eq(r, route))
+        best
     }
 
     /// Routes that can never match, each with the earlier route that covers it.

@@ -1,0 +1,109 @@
+//! The verified-token cache: a token that verified once is not verified
+//! again until it expires.
+//!
+//! Keyed by the SHA-256 of the token (the token itself is never stored),
+//! bounded by entry count with S3-FIFO eviction (quick_cache), so millions of
+//! distinct tokens cost at most `max_entries` entries. Only successful
+//! verifications are cached: a flood of invalid tokens adds nothing.
+
+use std::sync::Arc;
+
+use aws_lc_rs::digest;
+
+use super::Identity;
+
+pub type TokenDigest = [u8; 32];
+
+pub fn digest(token: &str) -> TokenDigest {
+    let mut out = [0u8; 32];
+    out.copy_from_slice(digest::digest(&digest::SHA256, token.as_bytes()).as_ref());
+    out
+}
+
+pub struct TokenCache {
+    entries: Option<quick_cache::sync::Cache<TokenDigest, Arc<Identity>>>,
+    capacity: usize,
+}
+
+impl TokenCache {
+    /// `capacity` 0 disables caching.
+    pub fn new(capacity: usize) -> TokenCache {
+        let entries = (capacity > 0).then(|| quick_cache::sync::Cache::new(capacity));
+        TokenCache { entries, capacity }
+    }
+
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    pub fn get(&self, key: &TokenDigest) -> Option<Arc<Identity>> {
+        self.entries.as_ref()?.get(key)
+    }
+
+    pub fn insert(&self, key: TokenDigest, identity: Arc<Identity>) {
+        if let Some(entries) = &self.entries {
+            entries.insert(key, identity);
+        }
+    }
+
+    pub fn remove(&self, key: &TokenDigest) {
+        if let Some(entries) = &self.entries {
+            entries.remove(key);
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.as_ref().map_or(0, |e| e.len())
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use policy::{IssuerId, ScopeSet};
+
+    fn identity(n: u64) -> Arc<Identity> {
+        Arc::new(Identity {
+            issuer: IssuerId(0),
+            issuer_uid: 1,
+            key_id: None,
+            subject: Some(format!("user-{n}").into()),
+            scopes: ScopeSet::default(),
+            headers: Box::new([]),
+            valid_until: u64::MAX,
+        })
+    }
+
+    #[test]
+    fn stays_bounded_under_many_distinct_tokens() {
+        let cache = TokenCache::new(1_000);
+        for n in 0..50_000u64 {
+            cache.insert(digest(&format!("token-{n}")), identity(n));
+        }
+        assert!(cache.len() <= 1_000, "{}", cache.len());
+        assert!(cache.len() >= 500, "{}", cache.len());
+    }
+
+    #[test]
+    fn finds_what_it_stored() {
+        let cache = TokenCache::new(10);
+        let key = digest("a.b.c");
+        cache.insert(key, identity(1));
+        assert_eq!(cache.get(&key).unwrap().subject.as_deref(), Some("user-1"));
+        assert!(cache.get(&digest("a.b.d")).is_none());
+        cache.remove(&key);
+        assert!(cache.get(&key).is_none());
+    }
+
+    #[test]
+    fn zero_capacity_disables_it() {
+        let cache = TokenCache::new(0);
+        cache.insert(digest("x"), identity(1));
+        assert!(cache.get(&digest("x")).is_none());
+        assert!(cache.is_empty());
+    }
+}

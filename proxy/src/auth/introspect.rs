@@ -1,0 +1,196 @@
+//! Opaque tokens: RFC 7662 token introspection.
+//!
+//! Active answers become identities in the shared verified-token cache
+//! (until `min(exp, max_ttl)`); inactive answers are remembered here for
+//! `negative_ttl`, in a bounded cache, so replaying a dead token does not
+//! reach the IdP. Concurrent calls per issuer are capped.
+
+use config::{Introspection, Issuer};
+use serde_json::{Map, Value};
+use tokio::sync::Semaphore;
+
+use super::cache::TokenDigest;
+use crate::idp::{unix_now, FetchError, IdpClient, KeyStore};
+
+/// Calls to one IdP's introspection endpoint at once; more wait.
+const MAX_CONCURRENT_CALLS: usize = 32;
+
+pub struct Introspector {
+    settings: Introspection,
+    /// Token digest -> unix time until which it is known inactive.
+    inactive: quick_cache::sync::Cache<TokenDigest, u64>,
+    calls: Semaphore,
+}
+
+/// The IdP's answer about one token.
+pub enum Answer {
+    /// Active: the claims (the introspection response) and until when they
+    /// may be used.
+    Active {
+        claims: Map<String, Value>,
+        valid_until: u64,
+    },
+    Inactive,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum IntrospectionError {
+    #[error("no introspection endpoint known")]
+    NoEndpoint,
+    #[error("introspection call failed: {0}")]
+    Fetch(#[from] FetchError),
+}
+
+impl Introspector {
+    pub fn new(settings: Introspection) -> Introspector {
+        Introspector {
+            inactive: quick_cache::sync::Cache::new(settings.max_entries.max(1)),
+            settings,
+            calls: Semaphore::new(MAX_CONCURRENT_CALLS),
+        }
+    }
+
+    /// Answer from the negative cache alone, if it knows.
+    pub fn known_inactive(&self, digest: &TokenDigest) -> bool {
+        self.inactive.get(digest).is_some_and(|until| until > unix_now())
+    }
+
+    pub async fn introspect(
+        &self,
+        issuer: &Issuer,
+        keys: &KeyStore,
+        client: &IdpClient,
+        token: &str,
+        digest: TokenDigest,
+    ) -> Result<Answer, IntrospectionError> {
+        let endpoint = match &self.settings.endpoint {
+            Some(endpoint) => endpoint.clone(),
+            None => keys.discovered().and_then(|d| d.introspection_endpoint).ok_or(IntrospectionError::NoEndpoint)?,
+        };
+        let secret = self.settings.client_secret.as_ref().map(|s| s.expose()).unwrap_or_default();
+        let _permit = self.calls.acquire().await.map_err(|_| IntrospectionError::NoEndpoint)?;
+        let form = [("token", token), ("token_type_hint", "access_token")];
+        let response =
+            client.post_form(&endpoint, &self.settings.client_id, secret, &form, issuer.http_timeout).await?;
+        let claims: Map<String, Value> = serde_json::from_slice(&response.body)
+            .map_err(|e| FetchError::Invalid(format!("introspection response: {e}")))?;
+        let answer = judge(claims, issuer, &self.settings, unix_now());
+        if matches!(answer, Answer::Inactive) {
+            let until = unix_now() + self.settings.negative_ttl.as_secs();
+            self.inactive.insert(digest, until);
+        }
+        Ok(answer)
+    }
+}
+
+/// Decide what an introspection response means for this proxy. `active`
+/// alone is not enough: the token must also be for us (audience), from this
+/// issuer, and unexpired by our clock.
+pub fn judge(claims: Map<String, Value>, issuer: &Issuer, settings: &Introspection, now: u64) -> Answer {
+    if claims.get("active") != Some(&Value::Bool(true)) {
+        return Answer::Inactive;
+    }
+    let leeway = issuer.leeway.as_secs();
+    let exp = claims.get("exp").and_then(Value::as_u64);
+    if exp.is_some_and(|exp| exp.saturating_add(leeway) < now) {
+        return Answer::Inactive;
+    }
+    if claims.get("nbf").and_then(Value::as_u64).is_some_and(|nbf| nbf > now.saturating_add(leeway)) {
+        return Answer::Inactive;
+    }
+    if let Some(iss) = claims.get("iss") {
+        if iss.as_str() != Some(issuer.issuer.as_str()) {
+            return Answer::Inactive;
+        }
+    }
+    if !issuer.any_audience {
+        let matches = match claims.get("aud") {
+            Some(Value::String(aud)) => issuer.audiences.contains(aud),
+            Some(Value::Array(list)) => {
+                list.iter().filter_map(Value::as_str).any(|a| issuer.audiences.iter().any(|x| x == a))
+            }
+            _ => false,
+        };
+        if !matches {
+            return Answer::Inactive;
+        }
+    }
+    let max_until = now.saturating_add(settings.max_ttl.as_secs());
+    let valid_until = exp.map_or(max_until, |exp| exp.saturating_add(leeway).min(max_until));
+    Answer::Active { claims, valid_until }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use config::{KeySource, Secret};
+    use serde_json::json;
+    use std::time::Duration;
+
+    fn issuer_with(audiences: &[&str]) -> (Issuer, Introspection) {
+        let settings = Introspection {
+            endpoint: Some("http://127.0.0.1:1/introspect".into()),
+            client_id: "c".into(),
+            client_secret: Some(Secret::new(b"s".to_vec())),
+            client_secret_env: "S".into(),
+            max_ttl: Duration::from_secs(300),
+            negative_ttl: Duration::from_secs(10),
+            max_entries: 10,
+        };
+        let issuer = Issuer {
+            name: "idp".into(),
+            issuer: "https://idp.example.com".into(),
+            keys: KeySource::Discovery { url: "https://idp.example.com/.well-known/openid-configuration".into() },
+            audiences: audiences.iter().map(|a| a.to_string()).collect(),
+            any_audience: audiences.is_empty(),
+            algorithms: vec![config::Algorithm::RS256],
+            leeway: Duration::from_secs(30),
+            scope_claims: vec![],
+            token_types: vec![],
+            jwks_refresh: Duration::from_secs(600),
+            min_refresh_interval: Duration::from_secs(30),
+            http_timeout: Duration::from_secs(5),
+            introspection: Some(settings.clone()),
+        };
+        (issuer, settings)
+    }
+
+    fn claims(value: Value) -> Map<String, Value> {
+        value.as_object().unwrap().clone()
+    }
+
+    const NOW: u64 = 1_800_000_000;
+
+    #[test]
+    fn active_tokens_for_us_are_accepted_until_the_earlier_of_exp_and_max_ttl() {
+        let (issuer, settings) = issuer_with(&["api"]);
+        let answer = judge(
+            claims(json!({"active": true, "aud": "api", "exp": NOW + 60, "iss": "https://idp.example.com"})),
+            &issuer,
+            &settings,
+            NOW,
+        );
+        assert!(matches!(answer, Answer::Active { valid_until, .. } if valid_until == NOW + 90));
+        let answer = judge(claims(json!({"active": true, "aud": ["x", "api"]})), &issuer, &settings, NOW);
+        assert!(matches!(answer, Answer::Active { valid_until, .. } if valid_until == NOW + 300));
+    }
+
+    #[test]
+    fn everything_else_is_inactive() {
+        let (issuer, settings) = issuer_with(&["api"]);
+        for body in [
+            json!({"active": false}),
+            json!({"active": "true", "aud": "api"}),
+            json!({"aud": "api"}),
+            json!({"active": true}),
+            json!({"active": true, "aud": "other"}),
+            json!({"active": true, "aud": "api", "exp": NOW - 31}),
+            json!({"active": true, "aud": "api", "nbf": NOW + 31}),
+            json!({"active": true, "aud": "api", "iss": "https://evil.example.com"}),
+        ] {
+            assert!(matches!(judge(claims(body.clone()), &issuer, &settings, NOW), Answer::Inactive), "{body}");
+        }
+        let (any, settings) = issuer_with(&[]);
+        assert!(matches!(judge(claims(json!({"active": true})), &any, &settings, NOW), Answer::Active { .. }));
+    }
+}

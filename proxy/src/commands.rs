@@ -1,0 +1,180 @@
+//! `portcullis check` and `portcullis explain`: the configuration, read
+//! without serving.
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use config::{Loaded, Mode, Severity};
+use policy::{decide, normalize, normalize_host, Access, Decision, IssuerId, Principal, RouteTable, ScopeSet};
+
+/// Validate a configuration. Prints every problem as `FILE:LINE:COL:
+/// message` and returns the process exit code: 0 valid, 1 not.
+pub fn check(path: &Path, out: &mut impl std::io::Write) -> std::io::Result<i32> {
+    match config::load(path, Mode::Check) {
+        Ok(Loaded { config, warnings }) => {
+            for warning in &warnings {
+                writeln!(out, "{warning}")?;
+            }
+            writeln!(
+                out,
+                "{}: OK ({} routes, {} issuers, {} upstreams, {} files){}",
+                path.display(),
+                config.routes.len(),
+                config.issuers.len(),
+                config.upstreams.len(),
+                config.sources.len(),
+                match warnings.len() {
+                    0 => String::new(),
+                    1 => ", 1 warning".to_owned(),
+                    n => format!(", {n} warnings"),
+                }
+            )?;
+            Ok(0)
+        }
+        Err(error) => {
+            for diagnostic in &error.diagnostics {
+                writeln!(out, "{diagnostic}")?;
+            }
+            let errors = error.diagnostics.iter().filter(|d| d.severity == Severity::Error).count();
+            writeln!(out, "{}: invalid ({errors} error{})", path.display(), if errors == 1 { "" } else { "s" })?;
+            Ok(1)
+        }
+    }
+}
+
+/// What `explain` is asked about.
+pub struct Question<'a> {
+    pub method: &'a str,
+    pub path: &'a str,
+    pub host: Option<&'a str>,
+    pub scopes: &'a [String],
+    pub issuer: Option<&'a str>,
+}
+
+/// Which route matches a request, what it requires, and what a token with
+/// the given scopes would get. Returns the text and an exit code (0 when
+/// the question could be answered).
+pub fn explain(path: &Path, question: &Question<'_>) -> (String, i32) {
+    let loaded = match config::load(path, Mode::Check) {
+        Ok(loaded) => loaded,
+        Err(error) => return (format!("{error}\n"), 1),
+    };
+    let config = loaded.config;
+    let mut text = String::new();
+    let _ = writeln!(text, "{} {}", question.method, question.path);
+    let normalized = match normalize(question.path) {
+        Ok(path) => path,
+        Err(e) => {
+            let _ = writeln!(text, "  answer: 400 invalid_request ({e}); never forwarded");
+            return (text, 0);
+        }
+    };
+    if normalized.is_rewritten() {
+        let _ = writeln!(text, "  normalised path: {normalized}");
+    }
+    let host = match question.host.map(normalize_host) {
+        Some(Ok(host)) => Some(host.into_owned()),
+        Some(Err(e)) => {
+            let _ = writeln!(text, "  answer: 400 invalid_request ({e})");
+            return (text, 0);
+        }
+        None => None,
+    };
+    let table = RouteTable::new(config.routes.clone());
+    let index = table.find_index(question.method, host.as_deref(), &normalized);
+    let route = index.map(|i| &table.routes()[i]);
+    match (route, index) {
+        (Some(route), Some(i)) => {
+            let _ = writeln!(text, "  route: {} (defined at {})", route.name, config.route_origins[i]);
+            let _ = writeln!(text, "    pattern: {}   methods: {}", route.pattern, route.methods);
+            if !route.hosts.0.is_empty() {
+                let hosts: Vec<String> = route.hosts.0.iter().map(ToString::to_string).collect();
+                let _ = writeln!(text, "    hosts: {}", hosts.join(", "));
+            }
+            let _ = writeln!(text, "    requires: {}", requirement(&route.access, &config));
+            let upstream = &config.upstreams[route.upstream];
+            let scheme = if upstream.tls { "https" } else { "http" };
+            let _ = writeln!(text, "    upstream: {} ({scheme}://{})", upstream.name, upstream.address());
+            if !route.rate_limits.is_empty() {
+                let limits: Vec<String> = route
+                    .rate_limits
+                    .iter()
+                    .map(|&i| {
+                        let l = &config.rate_limits[i];
+                        format!("{} ({} per {:?} by {})", l.name, l.limit, l.per, l.key)
+                    })
+                    .collect();
+                let _ = writeln!(text, "    rate limits: {}", limits.join(", "));
+            }
+        }
+        _ => {
+            let _ = writeln!(text, "  route: none matches (default deny)");
+        }
+    }
+
+    let issuer = match question.issuer {
+        Some(name) => match config.issuers.iter().position(|i| i.name == name) {
+            Some(index) => Some(IssuerId(index)),
+            None => return (format!("{text}  unknown issuer '{name}'\n"), 1),
+        },
+        None => default_issuer(route.map(|r| &r.access)),
+    };
+    let forwarded = format!("forwarded to the upstream as {normalized}");
+    let _ = writeln!(text, "  without a token: {}", answer(decide(route, None), &config.realm, &forwarded));
+    match issuer {
+        Some(issuer) if issuer.0 < config.issuers.len() || config.issuers.is_empty() => {
+            let scopes = ScopeSet::new(question.scopes.iter().map(String::as_str));
+            let decision = decide(route, Some(Principal { issuer, scopes: &scopes }));
+            let issuer_name = config.issuers.get(issuer.0).map_or("-", |i| i.name.as_str());
+            let _ = writeln!(
+                text,
+                "  with a valid token from '{issuer_name}' with scopes [{}]: {}",
+                question.scopes.join(" "),
+                answer(decision, &config.realm, &forwarded)
+            );
+        }
+        _ => {
+            let _ = writeln!(text, "  (no issuers are configured, so no token can be valid)");
+        }
+    }
+    (text, 0)
+}
+
+fn default_issuer(access: Option<&Access>) -> Option<IssuerId> {
+    match access {
+        Some(Access::Protected(req)) => {
+            Some(req.issuers.as_ref().and_then(|v| v.first().copied()).unwrap_or(IssuerId(0)))
+        }
+        _ => Some(IssuerId(0)),
+    }
+}
+
+fn requirement(access: &Access, config: &config::Config) -> String {
+    let req = match access {
+        Access::Public => return "nothing (public; identity headers are still stripped)".to_owned(),
+        Access::Protected(req) => req,
+    };
+    let mut parts = vec!["a valid token".to_owned()];
+    if let Some(issuers) = &req.issuers {
+        let names: Vec<&str> =
+            issuers.iter().filter_map(|i| config.issuers.get(i.0)).map(|i| i.name.as_str()).collect();
+        parts.push(format!("from {}", names.join(" or ")));
+    }
+    if !req.all_scopes.is_empty() {
+        parts.push(format!("with all of [{}]", req.all_scopes.join(" ")));
+    }
+    if !req.any_scopes.is_empty() {
+        parts.push(format!("with one of [{}]", req.any_scopes.join(" ")));
+    }
+    parts.join(" ")
+}
+
+fn answer(decision: Decision<'_>, realm: &str, forwarded: &str) -> String {
+    match decision {
+        Decision::Public | Decision::Allow => format!("200-class: {forwarded}"),
+        Decision::Unauthenticated => format!("401 (WWW-Authenticate: Bearer realm=\"{realm}\")"),
+        Decision::IssuerNotAccepted => "401 invalid_token (issuer not accepted for this route)".to_owned(),
+        Decision::InsufficientScope { required } => format!("403 insufficient_scope (scope=\"{required}\")"),
+        Decision::NoRoute => "403 (no route: default deny)".to_owned(),
+    }
+}

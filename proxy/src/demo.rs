@@ -1,0 +1,4 @@
+//! `portcullis demo`.
+pub fn run(_port: u16) -> anyhow::Result<()> {
+    anyhow::bail!("todo")
+}

@@ -1,0 +1,459 @@
+//! Talking to identity providers: OIDC discovery, JWKS fetching and refresh.
+//!
+//! All IdP I/O runs on one small runtime of its own ([`IdpClient`]), never on
+//! Pingora's request threads: a request that needs a refresh only waits for a
+//! notification, bounded by the issuer's timeout. Every call has a timeout and
+//! a response-size limit; a failed refresh keeps the keys already held.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use arc_swap::ArcSwapOption;
+use bytes::{Bytes, BytesMut};
+use config::{Issuer, KeySource};
+use tokio::runtime::Handle;
+use tokio::sync::watch;
+
+use crate::auth::keys::{KeySet, MAX_KEYS};
+use crate::metrics::Metrics;
+
+/// Largest IdP response read (discovery, JWKS, introspection).
+pub const MAX_RESPONSE_BYTES: usize = 512 * 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum FetchError {
+    #[error("timed out")]
+    Timeout,
+    #[error("HTTP {0}")]
+    Status(u16),
+    #[error("response larger than {MAX_RESPONSE_BYTES} bytes")]
+    TooLarge,
+    #[error("request failed: {0}")]
+    Transport(String),
+    #[error("invalid document: {0}")]
+    Invalid(String),
+}
+
+impl FetchError {
+    /// Metric label.
+    pub fn label(&self) -> &'static str {
+        match self {
+            FetchError::Timeout => "timeout",
+            FetchError::Status(_) => "http_error",
+            FetchError::TooLarge => "too_large",
+            FetchError::Transport(_) => "unreachable",
+            FetchError::Invalid(_) => "invalid",
+        }
+    }
+}
+
+/// A fetched document and how long the IdP says it stays fresh.
+pub struct Fetched {
+    pub body: Bytes,
+    pub max_age: Option<Duration>,
+}
+
+/// HTTP client for IdP calls, bound to the IdP runtime.
+pub struct IdpClient {
+    handle: Handle,
+    http: reqwest::Client,
+}
+
+impl IdpClient {
+    /// Build the client inside `handle`'s runtime: reqwest's connection
+    /// tasks must live on the runtime that outlives them.
+    pub fn new(handle: Handle) -> anyhow::Result<IdpClient> {
+        let _guard = handle.enter();
+        let http = reqwest::Client::builder()
+            .user_agent(concat!("portcullis/", env!("CARGO_PKG_VERSION")))
+            .redirect(reqwest::redirect::Policy::limited(3))
+            .no_proxy()
+            .build()?;
+        Ok(IdpClient { handle, http })
+    }
+
+    pub fn handle(&self) -> &Handle {
+        &self.handle
+    }
+
+    pub async fn get(&self, url: &str, timeout: Duration) -> Result<Fetched, FetchError> {
+        let request = self.http.get(url).header("accept", "application/json").timeout(timeout);
+        self.run(request, timeout).await
+    }
+
+    /// POST a form with HTTP Basic client authentication (RFC 7662 / 6749 2.3.1).
+    pub async fn post_form(
+        &self,
+        url: &str,
+        client_id: &str,
+        client_secret: &[u8],
+        form: &[(&str, &str)],
+        timeout: Duration,
+    ) -> Result<Fetched, FetchError> {
+        let secret = String::from_utf8_lossy(client_secret);
+        let request = self
+            .http
+            .post(url)
+            .basic_auth(form_urlencode(client_id), Some(form_urlencode(&secret)))
+            .header("accept", "application/json")
+            .form(form)
+            .timeout(timeout);
+        self.run(request, timeout).await
+    }
+
+    /// Send on the IdP runtime and read a bounded body.
+    async fn run(&self, request: reqwest::RequestBuilder, timeout: Duration) -> Result<Fetched, FetchError> {
+        let task = self.handle.spawn(async move {
+            let mut response = request.send().await.map_err(transport_error)?;
+            if !response.status().is_success() {
+                return Err(FetchError::Status(response.status().as_u16()));
+            }
+            if response.content_length().is_some_and(|n| n > MAX_RESPONSE_BYTES as u64) {
+                return Err(FetchError::TooLarge);
+            }
+            let max_age = max_age(response.headers());
+            let mut body = BytesMut::new();
+            while let Some(chunk) = response.chunk().await.map_err(transport_error)? {
+                if body.len() + chunk.len() > MAX_RESPONSE_BYTES {
+                    return Err(FetchError::TooLarge);
+                }
+                body.extend_from_slice(&chunk);
+            }
+            Ok(Fetched { body: body.freeze(), max_age })
+        });
+        // Belt and braces: the request has its own timeout, this bounds
+        // everything else (DNS, a stuck body).
+        match tokio::time::timeout(timeout + Duration::from_millis(500), task).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(join)) => Err(FetchError::Transport(join.to_string())),
+            Err(_) => Err(FetchError::Timeout),
+        }
+    }
+}
+
+fn transport_error(e: reqwest::Error) -> FetchError {
+    if e.is_timeout() {
+        FetchError::Timeout
+    } else {
+        FetchError::Transport(e.without_url().to_string())
+    }
+}
+
+/// RFC 6749 2.3.1: client credentials are form-urlencoded before Basic.
+fn form_urlencode(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for byte in text.bytes() {
+        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'*') {
+            out.push(byte as char);
+        } else if byte == b' ' {
+            out.push('+');
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}
+
+fn max_age(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
+    let value = headers.get(reqwest::header::CACHE_CONTROL)?.to_str().ok()?;
+    value.split(',').find_map(|directive| {
+        let (name, seconds) = directive.trim().split_once('=')?;
+        if !name.trim().eq_ignore_ascii_case("max-age") {
+            return None;
+        }
+        seconds.trim().trim_matches('"').parse::<u64>().ok().map(Duration::from_secs)
+    })
+}
+
+/// Endpoints learnt from OIDC discovery.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Discovered {
+    pub jwks_uri: String,
+    pub introspection_endpoint: Option<String>,
+}
+
+/// Parse a discovery document; its `issuer` must be exactly the configured
+/// one (OpenID Connect Discovery 1.0, section 4.3), or keys from it could
+/// belong to someone else.
+pub fn parse_discovery(body: &[u8], expected_issuer: &str) -> Result<Discovered, FetchError> {
+    #[derive(serde::Deserialize)]
+    struct Document {
+        issuer: String,
+        jwks_uri: String,
+        #[serde(default)]
+        introspection_endpoint: Option<String>,
+    }
+    let document: Document =
+        serde_json::from_slice(body).map_err(|e| FetchError::Invalid(format!("discovery document: {e}")))?;
+    if document.issuer != expected_issuer {
+        return Err(FetchError::Invalid(format!(
+            "discovery document is for issuer '{}', not '{}'",
+            document.issuer, expected_issuer
+        )));
+    }
+    for url in std::iter::once(&document.jwks_uri).chain(document.introspection_endpoint.as_ref()) {
+        if !(url.starts_with("https://") || url.starts_with("http://")) {
+            return Err(FetchError::Invalid(format!("'{url}' is not an http(s) URL")));
+        }
+    }
+    Ok(Discovered { jwks_uri: document.jwks_uri, introspection_endpoint: document.introspection_endpoint })
+}
+
+/// What readiness reports about one issuer.
+#[derive(Debug, Clone, Default)]
+pub struct KeyStatus {
+    pub last_success: Option<SystemTime>,
+    pub last_error: Option<String>,
+}
+
+/// The keys of one issuer over time: fetched at start, refreshed
+/// periodically and on demand, kept across configuration reloads while the
+/// issuer's configuration does not change.
+pub struct KeyStore {
+    issuer: Issuer,
+    current: ArcSwapOption<KeySet>,
+    status: Mutex<KeyStatus>,
+    discovered: Mutex<Option<Discovered>>,
+    /// Milliseconds since `epoch` of the last refresh attempt.
+    last_attempt_ms: AtomicU64,
+    in_flight: AtomicBool,
+    /// Bumped after every refresh attempt; waiters watch it.
+    attempts: watch::Sender<u64>,
+    /// When the IdP asked to be asked again (max-age), bounded.
+    next_delay_ms: AtomicU64,
+    epoch: Instant,
+    client: Arc<IdpClient>,
+    metrics: Arc<Metrics>,
+}
+
+impl KeyStore {
+    /// Create the store. JWKS issuers start fetching at once, in the background.
+    pub fn start(issuer: Issuer, client: Arc<IdpClient>, metrics: Arc<Metrics>) -> Arc<KeyStore> {
+        let store = Arc::new(KeyStore {
+            current: ArcSwapOption::empty(),
+            status: Mutex::new(KeyStatus::default()),
+            discovered: Mutex::new(None),
+            last_attempt_ms: AtomicU64::new(0),
+            in_flight: AtomicBool::new(false),
+            attempts: watch::Sender::new(0),
+            next_delay_ms: AtomicU64::new(duration_ms(issuer.jwks_refresh)),
+            epoch: Instant::now(),
+            issuer,
+            client,
+            metrics,
+        });
+        match &store.issuer.keys {
+            KeySource::Secret { secret: Some(secret), .. } => {
+                store.current.store(Some(Arc::new(KeySet::from_secret(secret.expose()))));
+                store.record_keys(1);
+            }
+            KeySource::Secret { secret: None, .. } => {}
+            KeySource::Jwks { .. } | KeySource::Discovery { .. } => {
+                store.metrics.issuer_ready.with_label_values(&[&store.issuer.name]).set(0);
+                let weak = Arc::downgrade(&store);
+                store.client.handle().spawn(refresh_loop(weak));
+            }
+        }
+        store
+    }
+
+    pub fn issuer(&self) -> &Issuer {
+        &self.issuer
+    }
+
+    /// The keys held now; `None` until the first successful fetch.
+    pub fn keys(&self) -> Option<Arc<KeySet>> {
+        self.current.load_full()
+    }
+
+    pub fn status(&self) -> KeyStatus {
+        self.status.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+
+    pub fn discovered(&self) -> Option<Discovered> {
+        self.discovered.lock().ok().and_then(|d| d.clone())
+    }
+
+    /// Ask for a refresh because a token named an unknown key (or none are
+    /// held yet). At most one refresh runs at a time and a new one starts at
+    /// most once per `min_refresh_interval`, so a flood of random `kid`s
+    /// costs the IdP almost nothing. Returns once the running or started
+    /// refresh finishes, or at once when refreshing is not allowed yet.
+    pub async fn refresh_for_unknown_key(self: &Arc<Self>) {
+        if let Some(mut done) = self.trigger(false) {
+            let _ = tokio::time::timeout(self.issuer.http_timeout * 2, done.changed()).await;
+        }
+    }
+
+    /// Start a refresh unless one is running or (without `force`) one ran
+    /// too recently. Returns a receiver that changes when it finishes.
+    fn trigger(self: &Arc<Self>, force: bool) -> Option<watch::Receiver<u64>> {
+        if matches!(self.issuer.keys, KeySource::Secret { .. }) {
+            return None;
+        }
+        let done = self.attempts.subscribe();
+        if self.in_flight.load(Ordering::Acquire) {
+            return Some(done);
+        }
+        let now = self.now_ms();
+        let last = self.last_attempt_ms.load(Ordering::Acquire);
+        let min_interval = duration_ms(self.issuer.min_refresh_interval);
+        if !force && last != 0 && now.saturating_sub(last) < min_interval {
+            return None;
+        }
+        if self.in_flight.compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire).is_err() {
+            return Some(done);
+        }
+        self.last_attempt_ms.store(now.max(1), Ordering::Release);
+        let store = Arc::clone(self);
+        self.client.handle().spawn(async move {
+            store.refresh().await;
+            store.in_flight.store(false, Ordering::Release);
+            store.attempts.send_modify(|n| *n += 1);
+        });
+        Some(done)
+    }
+
+    /// One refresh: discovery when needed, then the JWKS.
+    async fn refresh(&self) {
+        let issuer = &self.issuer.name;
+        let result = self.fetch_keys().await;
+        let mut status = self.status.lock().unwrap_or_else(|p| p.into_inner());
+        match result {
+            Ok((keys, skipped, max_age)) => {
+                let count = keys.len();
+                self.current.store(Some(Arc::new(keys)));
+                drop(status.last_error.take());
+                status.last_success = Some(SystemTime::now());
+                self.record_keys(count);
+                self.metrics.jwks_fetches.with_label_values(&[issuer, "ok"]).inc();
+                let delay = match max_age {
+                    // max-age may shorten the refresh interval, never lengthen it.
+                    Some(age) => age.clamp(self.issuer.min_refresh_interval, self.issuer.jwks_refresh),
+                    None => self.issuer.jwks_refresh,
+                };
+                self.next_delay_ms.store(duration_ms(delay), Ordering::Release);
+                if skipped > 0 {
+                    tracing::debug!(issuer = %issuer, skipped, "JWKS entries skipped (unsupported or unusable)");
+                }
+                tracing::info!(issuer = %issuer, keys = count, "verification keys refreshed");
+            }
+            Err(error) => {
+                self.metrics.jwks_fetches.with_label_values(&[issuer, error.label()]).inc();
+                tracing::warn!(issuer = %issuer, error = %error, "JWKS refresh failed; keeping the keys held");
+                status.last_error = Some(error.to_string());
+                // Retry sooner than a normal refresh, never faster than allowed.
+                let retry = self.issuer.min_refresh_interval.max(Duration::from_secs(1)).min(self.issuer.jwks_refresh);
+                self.next_delay_ms.store(duration_ms(retry), Ordering::Release);
+                if self.current.load().is_none() {
+                    // Maybe discovery pointed somewhere stale: ask again next time.
+                    if let Ok(mut d) = self.discovered.lock() {
+                        *d = None;
+                    }
+                }
+            }
+        }
+    }
+
+    async fn fetch_keys(&self) -> Result<(KeySet, usize, Option<Duration>), FetchError> {
+        let timeout = self.issuer.http_timeout;
+        let jwks_uri = match &self.issuer.keys {
+            KeySource::Jwks { uri } => uri.clone(),
+            KeySource::Discovery { url } => match self.discovered() {
+                Some(found) => found.jwks_uri,
+                None => {
+                    let document = self.client.get(url, timeout).await?;
+                    let found = parse_discovery(&document.body, &self.issuer.issuer)?;
+                    let uri = found.jwks_uri.clone();
+                    if let Ok(mut d) = self.discovered.lock() {
+                        *d = Some(found);
+                    }
+                    uri
+                }
+            },
+            KeySource::Secret { .. } => return Err(FetchError::Invalid("HMAC issuers have no JWKS".into())),
+        };
+        let document = self.client.get(&jwks_uri, timeout).await?;
+        let parsed = KeySet::from_jwks(&document.body, &self.issuer.algorithms)
+            .map_err(|e| FetchError::Invalid(e.to_string()))?;
+        Ok((parsed.keys, parsed.skipped, document.max_age))
+    }
+
+    fn record_keys(&self, count: usize) {
+        let name = &self.issuer.name;
+        self.metrics.jwks_keys.with_label_values(&[name]).set(count.min(MAX_KEYS) as i64);
+        self.metrics.issuer_ready.with_label_values(&[name]).set(1);
+    }
+
+    /// Wait for the first fetch to finish, if one is running and no keys are
+    /// held yet (a request arriving during start-up).
+    pub async fn wait_for_first_keys(self: &Arc<Self>) {
+        if self.current.load().is_some() {
+            return;
+        }
+        if let Some(mut done) = self.trigger(false) {
+            let _ = tokio::time::timeout(self.issuer.http_timeout * 2, done.changed()).await;
+        }
+    }
+
+    fn now_ms(&self) -> u64 {
+        duration_ms(self.epoch.elapsed()) + 1
+    }
+}
+
+fn duration_ms(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// Periodic refresh for as long as the store is in use.
+async fn refresh_loop(store: Weak<KeyStore>) {
+    loop {
+        let Some(strong) = store.upgrade() else { return };
+        let done = strong.trigger(true);
+        drop(strong);
+        if let Some(mut done) = done {
+            let _ = done.changed().await;
+        }
+        let Some(strong) = store.upgrade() else { return };
+        let delay = Duration::from_millis(strong.next_delay_ms.load(Ordering::Acquire));
+        drop(strong);
+        tokio::time::sleep(delay).await;
+    }
+}
+
+/// Seconds since the Unix epoch.
+pub fn unix_now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn discovery_must_name_the_configured_issuer() {
+        let body = br#"{"issuer":"https://a.example.com","jwks_uri":"https://a.example.com/jwks","introspection_endpoint":"https://a.example.com/i"}"#;
+        let found = parse_discovery(body, "https://a.example.com").unwrap();
+        assert_eq!(found.jwks_uri, "https://a.example.com/jwks");
+        assert_eq!(found.introspection_endpoint.as_deref(), Some("https://a.example.com/i"));
+        assert!(parse_discovery(body, "https://b.example.com").is_err());
+        assert!(parse_discovery(br#"{"issuer":"x"}"#, "x").is_err());
+        assert!(parse_discovery(br#"{"issuer":"x","jwks_uri":"file:///etc/passwd"}"#, "x").is_err());
+    }
+
+    #[test]
+    fn reads_max_age() {
+        let mut headers = reqwest::header::HeaderMap::new();
+        headers.insert("cache-control", "public, max-age=3600, must-revalidate".parse().unwrap());
+        assert_eq!(max_age(&headers), Some(Duration::from_secs(3600)));
+        headers.insert("cache-control", "no-store".parse().unwrap());
+        assert_eq!(max_age(&headers), None);
+    }
+
+    #[test]
+    fn client_credentials_are_form_encoded() {
+        assert_eq!(form_urlencode("a b:c%"), "a+b%3Ac%25");
+        assert_eq!(form_urlencode("plain-id_1.x"), "plain-id_1.x");
+    }
+}

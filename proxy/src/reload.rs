@@ -1,0 +1,225 @@
+//! Hot reload: on SIGHUP or a change to the configuration or a policy file,
+//! parse → validate → build → swap atomically.
+//!
+//! Directories are watched rather than files, so editors that save by
+//! writing a new file and renaming it, and new files that start matching a
+//! `policy_files` glob, are seen. A bad file keeps the running policy: its
+//! errors are logged with FILE:LINE:COL and counted. Requests in flight keep
+//! the runtime they loaded.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use async_trait::async_trait;
+use notify::{RecommendedWatcher, RecursiveMode, Watcher};
+use pingora::server::ShutdownWatch;
+use pingora::services::background::BackgroundService;
+use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::mpsc;
+
+use crate::runtime::{Current, Runtime, Shared};
+
+/// Several file events arrive for one save; wait this long for quiet.
+const DEBOUNCE: Duration = Duration::from_millis(200);
+
+pub struct Reloader {
+    config_path: PathBuf,
+    current: Current,
+    shared: Arc<Shared>,
+}
+
+impl Reloader {
+    pub fn new(config_path: PathBuf, current: Current, shared: Arc<Shared>) -> Reloader {
+        Reloader { config_path, current, shared }
+    }
+
+    /// Load, validate and apply the configuration. Returns whether it applied.
+    pub async fn reload(&self, trigger: &str) -> bool {
+        let path = self.config_path.clone();
+        let previous = self.current.load_full();
+        let shared = Arc::clone(&self.shared);
+        // File reads, validation and DNS resolution are blocking work.
+        let built = tokio::task::spawn_blocking(move || -> Result<Runtime, Vec<String>> {
+            let loaded = config::load(&path, config::Mode::Serve)
+                .map_err(|e| e.diagnostics.iter().map(ToString::to_string).collect::<Vec<_>>())?;
+            for warning in &loaded.warnings {
+                tracing::warn!(target: "portcullis::config", "{warning}");
+            }
+            Runtime::build(loaded.config, Some(&previous), &shared).map_err(|e| vec![format!("{e:#}")])
+        })
+        .await
+        .unwrap_or_else(|e| Err(vec![format!("reload task failed: {e}")]));
+
+        let metrics = &self.shared.metrics;
+        match built {
+            Ok(runtime) => {
+                let old = self.current.load();
+                warn_restart_only_changes(&old.config, &runtime.config);
+                crate::logging::set_level(&runtime.config.log.level);
+                let generation = runtime.generation;
+                let routes = runtime.routes.len();
+                self.current.store(Arc::new(runtime));
+                metrics.reloads.with_label_values(&["success"]).inc();
+                metrics.last_reload_success.set(unix_seconds());
+                metrics.config_generation.set(generation as i64);
+                tracing::info!(trigger, generation, routes, "configuration reloaded");
+                true
+            }
+            Err(errors) => {
+                metrics.reloads.with_label_values(&["failure"]).inc();
+                for error in &errors {
+                    tracing::error!(target: "portcullis::config", "{error}");
+                }
+                tracing::error!(trigger, "configuration not reloaded; the running policy stays in force");
+                false
+            }
+        }
+    }
+
+    /// Directories to watch: those of every source file and of every glob.
+    fn watched_dirs(&self) -> BTreeSet<PathBuf> {
+        let runtime = self.current.load();
+        let mut dirs = BTreeSet::new();
+        for file in &runtime.config.sources {
+            if let Some(dir) = file.parent() {
+                dirs.insert(absolute(dir));
+            }
+        }
+        for glob in &runtime.config.policy_globs {
+            if let Some(dir) = glob_base(glob) {
+                dirs.insert(absolute(&dir));
+            }
+        }
+        dirs
+    }
+
+    /// Is this changed path one the configuration depends on?
+    fn concerns(&self, path: &Path) -> bool {
+        let runtime = self.current.load();
+        let path = absolute(path);
+        runtime.config.sources.iter().any(|s| absolute(s) == path)
+            || runtime.config.policy_globs.iter().any(|g| {
+                glob::Pattern::new(&absolute(Path::new(g)).to_string_lossy()).is_ok_and(|p| p.matches_path(&path))
+            })
+    }
+}
+
+#[async_trait]
+impl BackgroundService for Reloader {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        let mut hangups = match signal(SignalKind::hangup()) {
+            Ok(stream) => Some(stream),
+            Err(error) => {
+                tracing::error!(%error, "cannot listen for SIGHUP; reload on signal is disabled");
+                None
+            }
+        };
+        let (events_tx, mut events) = mpsc::unbounded_channel::<PathBuf>();
+        let mut watcher = match new_watcher(events_tx) {
+            Ok(watcher) => Some(watcher),
+            Err(error) => {
+                tracing::error!(%error, "cannot watch configuration files; reload with SIGHUP");
+                None
+            }
+        };
+        let mut watching = BTreeSet::new();
+        self.rewatch(&mut watcher, &mut watching);
+
+        loop {
+            let trigger = tokio::select! {
+                _ = shutdown.changed() => return,
+                Some(()) = async { match hangups.as_mut() { Some(h) => h.recv().await, None => None } } => "SIGHUP",
+                Some(path) = events.recv() => {
+                    if !self.concerns(&path) {
+                        continue;
+                    }
+                    // Let the burst of events of one save settle.
+                    tokio::time::sleep(DEBOUNCE).await;
+                    while events.try_recv().is_ok() {}
+                    "file change"
+                }
+            };
+            self.reload(trigger).await;
+            self.rewatch(&mut watcher, &mut watching);
+        }
+    }
+}
+
+impl Reloader {
+    fn rewatch(&self, watcher: &mut Option<RecommendedWatcher>, watching: &mut BTreeSet<PathBuf>) {
+        let Some(watcher) = watcher else { return };
+        let wanted = self.watched_dirs();
+        for dir in watching.difference(&wanted) {
+            let _ = watcher.unwatch(dir);
+        }
+        for dir in wanted.difference(watching) {
+            if let Err(error) = watcher.watch(dir, RecursiveMode::NonRecursive) {
+                tracing::warn!(dir = %dir.display(), %error, "cannot watch directory");
+            }
+        }
+        *watching = wanted;
+    }
+}
+
+fn new_watcher(events: mpsc::UnboundedSender<PathBuf>) -> notify::Result<RecommendedWatcher> {
+    notify::recommended_watcher(move |result: notify::Result<notify::Event>| {
+        if let Ok(event) = result {
+            if matches!(event.kind, notify::EventKind::Access(_)) {
+                return;
+            }
+            for path in event.paths {
+                let _ = events.send(path);
+            }
+        }
+    })
+}
+
+/// The directory part of a glob before its first wildcard.
+fn glob_base(glob: &str) -> Option<PathBuf> {
+    let path = Path::new(glob);
+    let mut base = PathBuf::new();
+    for component in path.components() {
+        let text = component.as_os_str().to_string_lossy();
+        if text.contains(['*', '?', '[']) {
+            return Some(base);
+        }
+        base.push(component);
+    }
+    base.parent().map(Path::to_path_buf)
+}
+
+fn absolute(path: &Path) -> PathBuf {
+    std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
+}
+
+fn unix_seconds() -> f64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64())
+}
+
+fn warn_restart_only_changes(old: &config::Config, new: &config::Config) {
+    let changed = [
+        ("listen", old.listen != new.listen),
+        ("admin_listen", old.admin_listen != new.admin_listen),
+        ("threads", old.threads != new.threads),
+        ("log_format", old.log.format != new.log.format),
+    ];
+    for (field, differs) in changed {
+        if differs {
+            tracing::warn!(field, "this setting changed but only takes effect on restart");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn glob_bases() {
+        assert_eq!(glob_base("/etc/p/policies/*.yaml"), Some(PathBuf::from("/etc/p/policies")));
+        assert_eq!(glob_base("/etc/p/a/**/x.yaml"), Some(PathBuf::from("/etc/p/a")));
+        assert_eq!(glob_base("/etc/p/one.yaml"), Some(PathBuf::from("/etc/p")));
+    }
+}

@@ -1,0 +1,200 @@
+//! Assembling and running the Pingora server: the proxy service, the admin
+//! listener, reload and housekeeping in the background, and a graceful
+//! shutdown that ends as soon as in-flight requests have drained.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use arc_swap::ArcSwap;
+use async_trait::async_trait;
+use pingora::server::configuration::ServerConf;
+use pingora::server::{RunArgs, Server, ShutdownSignal, ShutdownSignalWatch, ShutdownWatch};
+use pingora::services::background::{background_service, BackgroundService};
+use pingora::services::listening::Service as ListeningService;
+use tokio::signal::unix::{signal, SignalKind};
+
+use crate::admin::Admin;
+use crate::gateway::Gateway;
+use crate::idp::IdpClient;
+use crate::metrics::Metrics;
+use crate::reload::Reloader;
+use crate::runtime::{Current, Runtime, Shared};
+
+/// How often idle rate-limit keys are pruned and gauges refreshed.
+const HOUSEKEEPING_INTERVAL: Duration = Duration::from_secs(30);
+
+/// Extra services a caller (the demo) runs beside the proxy.
+pub type ExtraService = Box<dyn pingora::services::ServiceWithDependents>;
+
+/// Everything needed to start serving one configuration.
+pub struct Launch {
+    pub config: config::Config,
+    /// The file to reload from; `None` for an embedded configuration.
+    pub config_path: Option<PathBuf>,
+    pub extra_services: Vec<ExtraService>,
+    /// Called once the listeners are about to start (the demo prints its
+    /// instructions here).
+    pub on_ready: Option<Box<dyn FnOnce() + Send>>,
+}
+
+/// Serve until a signal stops the process.
+pub fn serve(launch: Launch) -> anyhow::Result<()> {
+    let config = launch.config;
+    // IdP calls get a runtime of their own, off the request threads.
+    let idp_runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name("portcullis-idp")
+        .enable_all()
+        .build()
+        .context("starting the IdP runtime")?;
+    let metrics = Arc::new(Metrics::new());
+    let shared = Arc::new(Shared {
+        metrics: Arc::clone(&metrics),
+        idp: Arc::new(IdpClient::new(idp_runtime.handle().clone())?),
+    });
+    let listen = config.listen;
+    let admin_listen = config.admin_listen;
+    let threads = config.threads;
+    let grace = config.shutdown_grace;
+    let runtime = Runtime::build(config, None, &shared)?;
+    metrics.reloads.with_label_values(&["success"]).inc();
+    metrics.config_generation.set(runtime.generation as i64);
+    metrics
+        .last_reload_success
+        .set(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64()));
+    let current: Current = Arc::new(ArcSwap::from_pointee(runtime));
+
+    // Pingora's default pid file and upgrade socket live in /tmp and are
+    // shared by every Pingora program on the host.
+    let pid = std::process::id();
+    let temp = |suffix: &str| std::env::temp_dir().join(format!("portcullis-{pid}.{suffix}"));
+    let conf = ServerConf {
+        threads,
+        daemon: false,
+        pid_file: temp("pid").to_string_lossy().into_owned(),
+        upgrade_sock: temp("sock").to_string_lossy().into_owned(),
+        grace_period_seconds: Some(grace.as_secs().max(1)),
+        graceful_shutdown_timeout_seconds: Some(1),
+        ..ServerConf::default()
+    };
+    let mut server = Server::new_with_opt_and_conf(None, conf);
+    server.bootstrap();
+
+    let in_flight = Arc::new(AtomicUsize::new(0));
+    let gateway = Gateway::new(Arc::clone(&current), Arc::clone(&metrics), Arc::clone(&in_flight));
+    let mut proxy = pingora::proxy::http_proxy_service_with_name(&server.configuration, gateway, "portcullis");
+    proxy.add_tcp(&listen.to_string());
+    server.add_service(proxy);
+
+    if let Some(admin_listen) = admin_listen {
+        let mut admin = ListeningService::new(
+            "portcullis admin".to_owned(),
+            Admin::new(Arc::clone(&current), Arc::clone(&metrics)),
+        );
+        admin.add_tcp(&admin_listen.to_string());
+        admin.threads = Some(1);
+        server.add_service(admin);
+    }
+    if let Some(path) = launch.config_path {
+        let reloader = Reloader::new(path, Arc::clone(&current), Arc::clone(&shared));
+        server.add_service(background_service("reload", reloader));
+    }
+    server.add_service(background_service("housekeeping", Housekeeping { current: Arc::clone(&current) }));
+    for service in launch.extra_services {
+        server.add_boxed_service(service);
+    }
+
+    tracing::info!(%listen, admin = ?admin_listen, threads, "portcullis starting");
+    if let Some(on_ready) = launch.on_ready {
+        on_ready();
+    }
+    let stopping = Arc::new(AtomicBool::new(false));
+    spawn_drain_watch(Arc::clone(&stopping), in_flight, grace);
+    server.run(RunArgs { shutdown_signal: Box::new(Signals { stopping }) });
+    drop(idp_runtime);
+    tracing::info!("portcullis stopped");
+    Ok(())
+}
+
+/// SIGTERM (and SIGQUIT: portcullis does not do binary upgrades) stop
+/// gracefully, SIGINT at once. SIGHUP is the reload service's.
+struct Signals {
+    stopping: Arc<AtomicBool>,
+}
+
+#[async_trait]
+impl ShutdownSignalWatch for Signals {
+    async fn recv(&self) -> ShutdownSignal {
+        let (Ok(mut term), Ok(mut int), Ok(mut quit)) =
+            (signal(SignalKind::terminate()), signal(SignalKind::interrupt()), signal(SignalKind::quit()))
+        else {
+            tracing::error!("cannot install signal handlers");
+            return std::future::pending().await;
+        };
+        let graceful = tokio::select! {
+            _ = term.recv() => true,
+            _ = quit.recv() => true,
+            _ = int.recv() => false,
+        };
+        self.stopping.store(true, Ordering::Release);
+        if graceful {
+            tracing::info!("SIGTERM: no new connections; draining requests in flight");
+            ShutdownSignal::GracefulTerminate
+        } else {
+            tracing::info!("SIGINT: stopping now");
+            ShutdownSignal::FastShutdown
+        }
+    }
+}
+
+/// Pingora waits out the whole grace period even when nothing is in flight.
+/// This watcher ends the process as soon as the last request has finished
+/// (or lets Pingora's grace period expire first).
+fn spawn_drain_watch(stopping: Arc<AtomicBool>, in_flight: Arc<AtomicUsize>, grace: Duration) {
+    std::thread::Builder::new()
+        .name("portcullis-drain".into())
+        .spawn(move || {
+            while !stopping.load(Ordering::Acquire) {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let started = Instant::now();
+            // Let the listeners close and keep-alive connections notice.
+            std::thread::sleep(Duration::from_millis(250));
+            while started.elapsed() < grace {
+                if in_flight.load(Ordering::Acquire) == 0 {
+                    tracing::info!(elapsed_ms = started.elapsed().as_millis() as u64, "drained; exiting");
+                    std::process::exit(0);
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            tracing::warn!(in_flight = in_flight.load(Ordering::Acquire), "grace period over; exiting");
+        })
+        .map(drop)
+        .unwrap_or_else(|e| tracing::warn!(error = %e, "no drain watcher; shutdown waits the full grace period"));
+}
+
+/// Periodic upkeep: prune idle rate-limit keys.
+struct Housekeeping {
+    current: Current,
+}
+
+#[async_trait]
+impl BackgroundService for Housekeeping {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        let mut interval = tokio::time::interval(HOUSEKEEPING_INTERVAL);
+        loop {
+            tokio::select! {
+                _ = shutdown.changed() => return,
+                _ = interval.tick() => {
+                    let runtime = self.current.load_full();
+                    for limiter in &runtime.limiters {
+                        limiter.prune();
+                    }
+                }
+            }
+        }
+    }
+}
