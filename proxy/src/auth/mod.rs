@@ -97,18 +97,20 @@ pub struct IssuerState {
     pub uid: u64,
     pub keys: Arc<KeyStore>,
     introspector: Option<Introspector>,
-    validation: Validation,
+    /// One per pinned algorithm: jsonwebtoken wants every algorithm of a
+    /// `Validation` in the family of the key it verifies with.
+    validations: Vec<(Algorithm, Validation)>,
 }
 
 impl IssuerState {
     pub fn new(issuer: Issuer, client: Arc<IdpClient>, metrics: Arc<Metrics>) -> IssuerState {
-        let validation = validation_for(&issuer);
+        let validations = issuer.algorithms.iter().map(|&alg| (alg, validation_for(&issuer, alg))).collect();
         let introspector = issuer.introspection.clone().map(Introspector::new);
         IssuerState {
             uid: NEXT_ISSUER_UID.fetch_add(1, Ordering::Relaxed),
             keys: KeyStore::start(issuer, client, metrics),
             introspector,
-            validation,
+            validations,
         }
     }
 
@@ -121,9 +123,8 @@ impl IssuerState {
     }
 }
 
-fn validation_for(issuer: &Issuer) -> Validation {
-    let mut validation = Validation::new(to_jwt_algorithm(issuer.algorithms[0]));
-    validation.algorithms = issuer.algorithms.iter().map(|a| to_jwt_algorithm(*a)).collect();
+fn validation_for(issuer: &Issuer, alg: Algorithm) -> Validation {
+    let mut validation = Validation::new(to_jwt_algorithm(alg));
     validation.leeway = issuer.leeway.as_secs();
     validation.validate_exp = true;
     validation.validate_nbf = true;
@@ -265,7 +266,12 @@ impl Authenticator {
             KeyLookup::Ambiguous => return Err(invalid("the token has no key id and the issuer has several keys")),
             KeyLookup::Incompatible => return Err(invalid("no key of the issuer can verify this algorithm")),
         };
-        let verified = jsonwebtoken::decode::<Map<String, Value>>(token, &key.key, &state.validation)
+        let validation = state
+            .validations
+            .iter()
+            .find_map(|(a, v)| (*a == alg).then_some(v))
+            .ok_or(invalid("the token's algorithm is not allowed"))?;
+        let verified = jsonwebtoken::decode::<Map<String, Value>>(token, &key.key, validation)
             .map_err(|e| invalid(describe(e.kind())))?;
         let key_id = (!matches!(issuer.keys, KeySource::Secret { .. })).then_some(key.id);
         let claims = verified.claims;

@@ -38,6 +38,8 @@ pub struct RequestCtx {
     pub client_ip: Option<IpAddr>,
     /// Request target to send upstream when it differs from the client's.
     pub forwarded_target: Option<String>,
+    /// `Host` to send upstream when the request used an absolute-form target.
+    pub forwarded_host: Option<String>,
     /// Body read ahead of forwarding (form-keyed rate limits), replayed as is.
     pub replay_body: Option<Bytes>,
     pub auth_source: Option<Source>,
@@ -79,6 +81,7 @@ impl RequestCtx {
             identity: None,
             client_ip: None,
             forwarded_target: None,
+            forwarded_host: None,
             replay_body: None,
             auth_source: None,
             local_status: None,
@@ -148,8 +151,14 @@ fn route_request(session: &Session, runtime: &Runtime, ctx: &mut RequestCtx) -> 
     })?;
     let route = runtime.routes.find_index(request.method.as_str(), host.as_deref(), &path);
     ctx.route = route;
-    if path.is_rewritten() || query_token(request, runtime).is_some() {
+    // Absolute-form targets are forwarded in origin form, with the Host
+    // they were routed by (RFC 9112 3.2.2).
+    let absolute_form = request.uri.authority().is_some();
+    if path.is_rewritten() || absolute_form || query_token(request, runtime).is_some() {
         ctx.forwarded_target = Some(forwarded_target(path.as_str(), request.uri.query(), runtime));
+    }
+    if absolute_form {
+        ctx.forwarded_host = request.uri.authority().map(|a| a.as_str().to_owned());
     }
     Ok(route)
 }
