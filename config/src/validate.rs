@@ -196,6 +196,7 @@ impl Validator<'_> {
 
     fn issuers(&self, file: Vec<Spanned<IssuerFile>>, r: &mut Reporter<'_>) -> Vec<Issuer> {
         let mut seen = HashSet::new();
+        let mut seen_iss: HashMap<String, String> = HashMap::new();
         let mut out = Vec::new();
         for entry in file {
             let location = entry.referenced;
@@ -204,6 +205,19 @@ impl Validator<'_> {
                 r.error(&issuer.name, "issuer name must be letters, digits, '-' or '_'");
             } else if !seen.insert(issuer.name.value.clone()) {
                 r.error(&issuer.name, format!("issuer '{}' is defined twice", issuer.name.value));
+            }
+            // Tokens are matched to an issuer by their `iss`: it must be unique.
+            match seen_iss.get(&issuer.issuer.value) {
+                Some(other) => r.error(
+                    &issuer.issuer,
+                    format!(
+                        "issuer '{}' has the same 'issuer' as '{other}'; tokens could not be told apart",
+                        issuer.name.value
+                    ),
+                ),
+                None => {
+                    seen_iss.insert(issuer.issuer.value.clone(), issuer.name.value.clone());
+                }
             }
             if let Some(built) = self.issuer(issuer, location, r) {
                 out.push(built);

@@ -395,6 +395,13 @@ routes:
 }
 
 #[test]
+fn two_issuers_with_the_same_iss_are_refused() {
+    let text = "upstreams:\n  api:\n    url: http://127.0.0.1:1\nissuers:\n  - name: a\n    issuer: https://x.example.com\n    audiences: [x]\n  - name: b\n    issuer: https://x.example.com\n    audiences: [y]\nroutes:\n  - path: /a\n";
+    let errors = errors_of(text);
+    assert_eq!(errors, ["9:13: issuer 'b' has the same 'issuer' as 'a'; tokens could not be told apart"]);
+}
+
+#[test]
 fn several_errors_are_reported_at_once() {
     let errors = errors_of("listen: nowhere\nlog_level: loud\nthreads: 0\n");
     assert_eq!(errors.len(), 3, "{errors:?}");

@@ -95,16 +95,28 @@ impl Reloader {
         dirs
     }
 
-    /// Is this changed path one the configuration depends on?
-    fn concerns(&self, path: &Path) -> bool {
+    /// What the configuration's files look like now: every source file's
+    /// contents and every file a policy glob matches. Comparing snapshots
+    /// catches every way a file changes: in place, by rename, through a
+    /// Kubernetes ConfigMap's `..data` symlink swap, or by a new file that
+    /// starts matching a glob.
+    fn snapshot(&self) -> Snapshot {
         let runtime = self.current.load();
-        let path = absolute(path);
-        runtime.config.sources.iter().any(|s| absolute(s) == path)
-            || runtime.config.policy_globs.iter().any(|g| {
-                glob::Pattern::new(&absolute(Path::new(g)).to_string_lossy()).is_ok_and(|p| p.matches_path(&path))
-            })
+        let mut files: Vec<PathBuf> = runtime.config.sources.clone();
+        for pattern in &runtime.config.policy_globs {
+            if let Ok(paths) = glob::glob(pattern) {
+                files.extend(paths.filter_map(Result::ok));
+            }
+        }
+        files.sort();
+        files.dedup();
+        Snapshot(files.into_iter().map(|path| (std::fs::read(&path).ok(), path)).collect())
     }
 }
+
+/// File contents (None when unreadable) by path.
+#[derive(PartialEq, Eq)]
+struct Snapshot(Vec<(Option<Vec<u8>>, PathBuf)>);
 
 #[async_trait]
 impl BackgroundService for Reloader {
@@ -116,7 +128,7 @@ impl BackgroundService for Reloader {
                 None
             }
         };
-        let (events_tx, mut events) = mpsc::unbounded_channel::<PathBuf>();
+        let (events_tx, mut events) = mpsc::unbounded_channel::<()>();
         let mut watcher = match new_watcher(events_tx) {
             Ok(watcher) => Some(watcher),
             Err(error) => {
@@ -126,22 +138,27 @@ impl BackgroundService for Reloader {
         };
         let mut watching = BTreeSet::new();
         self.rewatch(&mut watcher, &mut watching);
+        let mut last_seen = self.snapshot();
 
         loop {
             let trigger = tokio::select! {
                 _ = shutdown.changed() => return,
                 Some(()) = async { match hangups.as_mut() { Some(h) => h.recv().await, None => None } } => "SIGHUP",
-                Some(path) = events.recv() => {
-                    if !self.concerns(&path) {
-                        continue;
-                    }
-                    // Let the burst of events of one save settle.
+                Some(_) = events.recv() => {
+                    // Let the burst of events of one save settle, then look
+                    // at what actually changed.
                     tokio::time::sleep(DEBOUNCE).await;
                     while events.try_recv().is_ok() {}
+                    if self.snapshot() == last_seen {
+                        continue;
+                    }
                     "file change"
                 }
             };
             self.reload(trigger).await;
+            // Whatever the outcome, this state has been looked at: a broken
+            // file is reported once, and reloaded when it changes again.
+            last_seen = self.snapshot();
             self.rewatch(&mut watcher, &mut watching);
         }
     }
@@ -163,14 +180,11 @@ impl Reloader {
     }
 }
 
-fn new_watcher(events: mpsc::UnboundedSender<PathBuf>) -> notify::Result<RecommendedWatcher> {
+fn new_watcher(events: mpsc::UnboundedSender<()>) -> notify::Result<RecommendedWatcher> {
     notify::recommended_watcher(move |result: notify::Result<notify::Event>| {
         if let Ok(event) = result {
-            if matches!(event.kind, notify::EventKind::Access(_)) {
-                return;
-            }
-            for path in event.paths {
-                let _ = events.send(path);
+            if !matches!(event.kind, notify::EventKind::Access(_)) {
+                let _ = events.send(());
             }
         }
     })

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Every test of portcullis, in the order CI runs them. Installs what the tests
+# need from package registries when it is missing (oidc-provider from npm;
+# promtool from Debian's `prometheus` package when running as root).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n==> %s\n' "$*"; }
+start=$(date +%s)
+
+step "formatting and lints"
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+step "test dependencies"
+if [ ! -f tests/idp/node_modules/oidc-provider/package.json ]; then
+  npm ci --prefix tests/idp --no-audit --no-fund --loglevel=error
+fi
+if ! command -v promtool >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+  else
+    echo "promtool is missing: install Debian's 'prometheus' package (the metrics test needs it)" >&2
+    exit 1
+  fi
+fi
+
+step "build"
+cargo build --workspace --all-targets --locked
+
+step "unit, property and end-to-end tests"
+cargo nextest run --workspace --locked --no-fail-fast
+
+step "done in $(( $(date +%s) - start ))s"
