@@ -1,1 +1,182 @@
-fn main() {}
+//! Token verification cost per algorithm, and the verified-token cache hit.
+//!
+//! Each iteration is a full `Authenticator::authenticate`: cache lookup
+//! (disabled for the "verify" group), unverified peek, key selection,
+//! signature and claim checks, scope extraction and identity headers.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use aws_lc_rs::encoding::AsDer;
+use aws_lc_rs::rand::SystemRandom;
+use aws_lc_rs::signature::{EcdsaKeyPair, Ed25519KeyPair, KeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use base64::Engine;
+use config::{Algorithm, ClaimPath, HeaderValueSource, IdentityHeader, Issuer, KeySource, Secret};
+use criterion::{criterion_group, criterion_main, Criterion};
+use jsonwebtoken::{EncodingKey, Header};
+use portcullis::auth::cache::TokenCache;
+use portcullis::auth::keys::{to_jwt_algorithm, KeySet};
+use portcullis::auth::{Authenticator, IssuerState};
+use portcullis::idp::IdpClient;
+use portcullis::metrics::Metrics;
+use serde_json::json;
+
+const ISSUER: &str = "https://bench.example.com";
+const HMAC_SECRET: &[u8] = b"a-benchmark-secret-of-32-bytes!!";
+
+/// A signing key and the JWKS that verifies it.
+struct Signer {
+    alg: Algorithm,
+    key: EncodingKey,
+    jwks: Option<String>,
+}
+
+fn rsa(alg: Algorithm) -> Signer {
+    let pair = aws_lc_rs::rsa::KeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048).expect("RSA key");
+    let pkcs8: aws_lc_rs::encoding::Pkcs8V1Der<'_> = pair.as_der().expect("PKCS#8");
+    let pem = format!("-----BEGIN PRIVATE KEY-----\n{}\n-----END PRIVATE KEY-----\n", STANDARD.encode(pkcs8.as_ref()));
+    let key = EncodingKey::from_rsa_pem(pem.as_bytes()).expect("RSA PEM");
+    let jwk = jsonwebtoken::jwk::Jwk::from_encoding_key(&key, to_jwt_algorithm(alg)).expect("JWK");
+    let mut jwk = serde_json::to_value(jwk).expect("JWK JSON");
+    jwk["kid"] = json!("k1");
+    Signer { alg, key, jwks: Some(json!({ "keys": [jwk] }).to_string()) }
+}
+
+fn es256() -> Signer {
+    let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &SystemRandom::new()).expect("EC key");
+    let key = EncodingKey::from_ec_der(pkcs8.as_ref());
+    let jwk = jsonwebtoken::jwk::Jwk::from_encoding_key(&key, jsonwebtoken::Algorithm::ES256).expect("JWK");
+    let mut jwk = serde_json::to_value(jwk).expect("JWK JSON");
+    jwk["kid"] = json!("k1");
+    Signer { alg: Algorithm::ES256, key, jwks: Some(json!({ "keys": [jwk] }).to_string()) }
+}
+
+fn eddsa() -> Signer {
+    let pkcs8 = Ed25519KeyPair::generate_pkcs8(&SystemRandom::new()).expect("Ed25519 key");
+    let pair = Ed25519KeyPair::from_pkcs8(pkcs8.as_ref()).expect("Ed25519 pair");
+    let x = URL_SAFE_NO_PAD.encode(pair.public_key().as_ref());
+    let jwks = json!({ "keys": [{ "kty": "OKP", "crv": "Ed25519", "x": x, "kid": "k1" }] }).to_string();
+    Signer { alg: Algorithm::EdDSA, key: EncodingKey::from_ed_der(pkcs8.as_ref()), jwks: Some(jwks) }
+}
+
+fn hs256() -> Signer {
+    Signer { alg: Algorithm::HS256, key: EncodingKey::from_secret(HMAC_SECRET), jwks: None }
+}
+
+fn issuer(signer: &Signer) -> Issuer {
+    let keys = match signer.jwks {
+        Some(_) => KeySource::Jwks { uri: format!("{ISSUER}/jwks") },
+        None => KeySource::Secret { env: "BENCH".into(), secret: Some(Secret::new(HMAC_SECRET.to_vec())) },
+    };
+    Issuer {
+        name: "bench".into(),
+        issuer: ISSUER.into(),
+        keys,
+        audiences: vec!["bench-api".into()],
+        any_audience: false,
+        algorithms: vec![signer.alg],
+        leeway: Duration::from_secs(30),
+        scope_claims: vec![ClaimPath(vec!["scope".into()])],
+        token_types: Vec::new(),
+        jwks_refresh: Duration::from_secs(600),
+        min_refresh_interval: Duration::from_secs(30),
+        http_timeout: Duration::from_secs(5),
+        introspection: None,
+    }
+}
+
+/// A realistic access token (about 850 bytes with RS256).
+fn token(signer: &Signer, n: u64) -> String {
+    let now = portcullis::idp::unix_now();
+    let claims = json!({
+        "iss": ISSUER, "aud": "bench-api", "sub": format!("user-{n}"),
+        "scope": "openid profile email tasks:read tasks:write",
+        "iat": now, "nbf": now, "exp": now + 3600,
+        "email": format!("user-{n}@example.com"), "name": "Benchmark User",
+        "jti": format!("{n:032x}"),
+    });
+    let mut header = Header::new(to_jwt_algorithm(signer.alg));
+    if signer.jwks.is_some() {
+        header.kid = Some("k1".into());
+    }
+    jsonwebtoken::encode(&header, &claims, &signer.key).expect("sign")
+}
+
+fn authenticator(runtime: &tokio::runtime::Runtime, signer: &Signer, cache: usize) -> Authenticator {
+    let client = Arc::new(IdpClient::new(runtime.handle().clone()).expect("client"));
+    let metrics = Arc::new(Metrics::new());
+    let issuer = issuer(signer);
+    let keys = match &signer.jwks {
+        Some(jwks) => KeySet::from_jwks(jwks.as_bytes(), &[signer.alg]).expect("JWKS").keys,
+        None => KeySet::from_secret(HMAC_SECRET),
+    };
+    let state = Arc::new(IssuerState::with_keys(issuer, keys, Arc::clone(&client), Arc::clone(&metrics)));
+    let headers = vec![
+        IdentityHeader {
+            name: "x-auth-subject".into(),
+            source: HeaderValueSource::Claim(ClaimPath(vec!["sub".into()])),
+        },
+        IdentityHeader { name: "x-auth-scopes".into(), source: HeaderValueSource::Scopes },
+    ];
+    Authenticator::new(
+        vec![state],
+        headers,
+        Arc::new(TokenCache::new(cache)),
+        Duration::from_secs(300),
+        client,
+        metrics,
+    )
+}
+
+fn verification(c: &mut Criterion) {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    let mut group = c.benchmark_group("verify");
+    let signers = [
+        ("RS256", rsa(Algorithm::RS256)),
+        ("PS256", rsa(Algorithm::PS256)),
+        ("ES256", es256()),
+        ("EdDSA", eddsa()),
+        ("HS256", hs256()),
+    ];
+    for (name, signer) in &signers {
+        let auth = authenticator(&runtime, signer, 0);
+        let token = token(signer, 1);
+        assert!(runtime.block_on(auth.authenticate(&token)).0.is_ok(), "{name} token verifies");
+        group.bench_function(*name, |b| {
+            b.iter_custom(|iterations| {
+                runtime.block_on(async {
+                    let start = Instant::now();
+                    for _ in 0..iterations {
+                        std::hint::black_box(auth.authenticate(std::hint::black_box(&token)).await.0.is_ok());
+                    }
+                    start.elapsed()
+                })
+            })
+        });
+    }
+    group.finish();
+
+    let signer = &signers[0].1;
+    let auth = authenticator(&runtime, signer, 100_000);
+    let tokens: Vec<String> = (0..1000).map(|n| token(signer, n)).collect();
+    for token in &tokens {
+        assert!(runtime.block_on(auth.authenticate(token)).0.is_ok());
+    }
+    c.bench_function("cache_hit/RS256_of_1000", |b| {
+        b.iter_custom(|iterations| {
+            runtime.block_on(async {
+                let start = Instant::now();
+                for i in 0..iterations {
+                    let token = &tokens[(i % 1000) as usize];
+                    std::hint::black_box(auth.authenticate(std::hint::black_box(token)).await.0.is_ok());
+                }
+                start.elapsed()
+            })
+        })
+    });
+    println!("token size (RS256): {} bytes", tokens[0].len());
+}
+
+criterion_group!(benches, verification);
+criterion_main!(benches);

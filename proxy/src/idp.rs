@@ -230,19 +230,7 @@ pub struct KeyStore {
 impl KeyStore {
     /// Create the store. JWKS issuers start fetching at once, in the background.
     pub fn start(issuer: Issuer, client: Arc<IdpClient>, metrics: Arc<Metrics>) -> Arc<KeyStore> {
-        let store = Arc::new(KeyStore {
-            current: ArcSwapOption::empty(),
-            status: Mutex::new(KeyStatus::default()),
-            discovered: Mutex::new(None),
-            last_attempt_ms: AtomicU64::new(0),
-            in_flight: AtomicBool::new(false),
-            attempts: watch::Sender::new(0),
-            next_delay_ms: AtomicU64::new(duration_ms(issuer.jwks_refresh)),
-            epoch: Instant::now(),
-            issuer,
-            client,
-            metrics,
-        });
+        let store = KeyStore::new(issuer, client, metrics);
         match &store.issuer.keys {
             KeySource::Secret { secret: Some(secret), .. } => {
                 store.current.store(Some(Arc::new(KeySet::from_secret(secret.expose()))));
@@ -256,6 +244,29 @@ impl KeyStore {
             }
         }
         store
+    }
+
+    /// A store holding `keys` that never fetches (benchmarks, tests).
+    pub fn preloaded(issuer: Issuer, keys: KeySet, client: Arc<IdpClient>, metrics: Arc<Metrics>) -> Arc<KeyStore> {
+        let store = KeyStore::new(issuer, client, metrics);
+        store.current.store(Some(Arc::new(keys)));
+        store
+    }
+
+    fn new(issuer: Issuer, client: Arc<IdpClient>, metrics: Arc<Metrics>) -> Arc<KeyStore> {
+        Arc::new(KeyStore {
+            current: ArcSwapOption::empty(),
+            status: Mutex::new(KeyStatus::default()),
+            discovered: Mutex::new(None),
+            last_attempt_ms: AtomicU64::new(0),
+            in_flight: AtomicBool::new(false),
+            attempts: watch::Sender::new(0),
+            next_delay_ms: AtomicU64::new(duration_ms(issuer.jwks_refresh)),
+            epoch: Instant::now(),
+            issuer,
+            client,
+            metrics,
+        })
     }
 
     pub fn issuer(&self) -> &Issuer {

@@ -17,10 +17,16 @@ type FilterHandle = reload::Handle<EnvFilter, Registry>;
 static FILTER: OnceLock<FilterHandle> = OnceLock::new();
 
 fn filter(level: &str) -> EnvFilter {
-    // Pingora is chatty at info about every connection; keep it at warn
-    // unless the operator asks for debug or trace.
-    let pingora = if matches!(level, "debug" | "trace") { level } else { "warn" };
-    EnvFilter::new(format!("{level},pingora={pingora},pingora_core={pingora},pingora_proxy={pingora}"))
+    // The level applies to portcullis's own crates. Dependencies never go
+    // below info: Pingora prints whole request headers (Authorization,
+    // cookies) at debug, and the HTTP client would print the introspection
+    // call's Basic credentials at trace.
+    let dependencies = match level {
+        "debug" | "trace" => "info",
+        "info" => "warn",
+        other => other,
+    };
+    EnvFilter::new(format!("{dependencies},portcullis={level},portcullis_policy={level},portcullis_config={level}"))
 }
 
 /// Install the global subscriber. Called once, at start.

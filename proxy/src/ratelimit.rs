@@ -13,7 +13,6 @@ use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hash, Hasher};
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 
 use config::RateLimit;
@@ -24,6 +23,7 @@ use governor::nanos::Nanos;
 use governor::state::keyed::ShrinkableKeyedStateStore;
 use governor::state::{InMemoryState, NotKeyed, StateStore};
 use governor::{Quota, RateLimiter};
+use prometheus::IntCounter;
 
 /// The state store: a DashMap of GCRA states plus one shared overflow state.
 pub struct CappedStore {
@@ -33,12 +33,13 @@ pub struct CappedStore {
     /// Approximate number of keys (exact after each prune); avoids locking
     /// every shard to count on the hot path.
     approx_len: AtomicUsize,
-    /// Shared with the [`Limiter`]: governor gives no access to its store.
-    overflowed: Arc<AtomicUsize>,
+    /// Requests sent to the overflow bucket; the metric itself, because
+    /// governor gives no access to its store from outside.
+    overflowed: IntCounter,
 }
 
 impl CappedStore {
-    fn new(max_keys: usize, overflowed: Arc<AtomicUsize>) -> CappedStore {
+    fn new(max_keys: usize, overflowed: IntCounter) -> CappedStore {
         CappedStore {
             map: DashMap::new(),
             overflow: InMemoryState::default(),
@@ -58,7 +59,7 @@ impl StateStore for CappedStore {
     {
         if !self.map.contains_key(key) {
             if self.approx_len.load(Ordering::Relaxed) >= self.max_keys {
-                self.overflowed.fetch_add(1, Ordering::Relaxed);
+                self.overflowed.inc();
                 return self.overflow.measure_and_replace(&NotKeyed::NonKey, f);
             }
             self.approx_len.fetch_add(1, Ordering::Relaxed);
@@ -94,7 +95,7 @@ pub struct Limiter {
     limiter: Keyed,
     clock: DefaultClock,
     hasher: RandomState,
-    overflowed: Arc<AtomicUsize>,
+    overflowed: IntCounter,
     /// `RateLimit-Policy` header value, built once.
     policy_header: String,
 }
@@ -114,14 +115,15 @@ pub enum KeyValue<'a> {
 }
 
 impl Limiter {
-    pub fn new(config: RateLimit) -> Limiter {
+    /// `overflowed` counts requests keyed to the shared overflow bucket
+    /// (`portcullis_rate_limit_overflow_total{limit}`).
+    pub fn new(config: RateLimit, overflowed: IntCounter) -> Limiter {
         // GCRA: one request every `per / limit`, up to `burst` at once.
         let period = (config.per / config.limit.max(1)).max(Duration::from_nanos(1));
         let burst = std::num::NonZeroU32::new(config.burst).unwrap_or(std::num::NonZeroU32::MIN);
         let quota = Quota::with_period(period).map_or(Quota::per_second(burst), |q| q.allow_burst(burst));
         let clock = DefaultClock::default();
-        let overflowed = Arc::new(AtomicUsize::new(0));
-        let store = CappedStore::new(config.max_keys, Arc::clone(&overflowed));
+        let store = CappedStore::new(config.max_keys, overflowed.clone());
         let limiter = RateLimiter::new(quota, store, clock.clone());
         let policy_header = format!("\"{}\";q={};w={}", config.name, config.limit, config.per.as_secs().max(1));
         Limiter { limiter, clock, hasher: RandomState::new(), overflowed, policy_header, config }
@@ -169,8 +171,8 @@ impl Limiter {
     }
 
     /// Requests that went to the overflow bucket since start.
-    pub fn overflowed(&self) -> usize {
-        self.overflowed.load(Ordering::Relaxed)
+    pub fn overflowed(&self) -> u64 {
+        self.overflowed.get()
     }
 }
 
@@ -192,15 +194,10 @@ mod tests {
     use config::RateKey;
 
     fn limiter(limit: u32, per: Duration, burst: u32, max_keys: usize) -> Limiter {
-        Limiter::new(RateLimit {
-            name: "auth".into(),
-            key: RateKey::ClientIp,
-            limit,
-            per,
-            burst,
-            max_keys,
-            ipv6_prefix: 64,
-        })
+        Limiter::new(
+            RateLimit { name: "auth".into(), key: RateKey::ClientIp, limit, per, burst, max_keys, ipv6_prefix: 64 },
+            IntCounter::new("overflow", "test").unwrap(),
+        )
     }
 
     fn ip(text: &str) -> KeyValue<'static> {

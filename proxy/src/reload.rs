@@ -149,34 +149,48 @@ impl BackgroundService for Reloader {
                     // at what actually changed.
                     tokio::time::sleep(DEBOUNCE).await;
                     while events.try_recv().is_ok() {}
+                    // A glob's directory may have just been created.
+                    self.rewatch(&mut watcher, &mut watching);
                     if self.snapshot() == last_seen {
                         continue;
                     }
                     "file change"
                 }
             };
+            // Taken before loading: a change landing while the reload runs
+            // then differs from it and triggers another reload, instead of
+            // being mistaken for what was loaded. Whatever the outcome, this
+            // state has been looked at: a broken file is reported once.
+            let seen = self.snapshot();
             self.reload(trigger).await;
-            // Whatever the outcome, this state has been looked at: a broken
-            // file is reported once, and reloaded when it changes again.
-            last_seen = self.snapshot();
+            last_seen = seen;
             self.rewatch(&mut watcher, &mut watching);
         }
     }
 }
 
 impl Reloader {
+    /// Watch what the configuration needs, stop watching what it no longer
+    /// does. A directory that does not exist yet is tried again after the
+    /// next event (its parent is watched, so its creation is one).
     fn rewatch(&self, watcher: &mut Option<RecommendedWatcher>, watching: &mut BTreeSet<PathBuf>) {
         let Some(watcher) = watcher else { return };
         let wanted = self.watched_dirs();
         for dir in watching.difference(&wanted) {
             let _ = watcher.unwatch(dir);
         }
-        for dir in wanted.difference(watching) {
-            if let Err(error) = watcher.watch(dir, RecursiveMode::NonRecursive) {
-                tracing::warn!(dir = %dir.display(), %error, "cannot watch directory");
+        watching.retain(|dir| wanted.contains(dir));
+        for dir in &wanted {
+            if watching.contains(dir) || !dir.is_dir() {
+                continue;
+            }
+            match watcher.watch(dir, RecursiveMode::NonRecursive) {
+                Ok(()) => {
+                    watching.insert(dir.clone());
+                }
+                Err(error) => tracing::warn!(dir = %dir.display(), %error, "cannot watch directory"),
             }
         }
-        *watching = wanted;
     }
 }
 

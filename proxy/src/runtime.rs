@@ -141,10 +141,13 @@ impl Runtime {
             .rate_limits
             .iter()
             .map(|limit| {
-                previous
-                    .and_then(|p| p.limiters.iter().find(|l| l.config == *limit))
-                    .cloned()
-                    .unwrap_or_else(|| Arc::new(Limiter::new(limit.clone())))
+                previous.and_then(|p| p.limiters.iter().find(|l| l.config == *limit)).cloned().unwrap_or_else(|| {
+                    // Every limit's series exist from the start, at zero.
+                    shared.metrics.rate_limited.with_label_values(&[&limit.name]);
+                    shared.metrics.rate_limit_keys.with_label_values(&[&limit.name]);
+                    let overflow = shared.metrics.rate_limit_overflow.with_label_values(&[&limit.name]);
+                    Arc::new(Limiter::new(limit.clone(), overflow))
+                })
             })
             .collect();
 

@@ -29,7 +29,7 @@ use crate::idp::{unix_now, IdpClient, KeyStore};
 use crate::metrics::Metrics;
 use cache::{TokenCache, TokenDigest};
 use introspect::{Answer, Introspector};
-use keys::{to_jwt_algorithm, KeyLookup};
+use keys::{to_jwt_algorithm, KeyLookup, KeySet};
 
 /// A verified identity: what the policy and the identity headers need,
 /// computed once per token and shared by every request that presents it.
@@ -104,14 +104,19 @@ pub struct IssuerState {
 
 impl IssuerState {
     pub fn new(issuer: Issuer, client: Arc<IdpClient>, metrics: Arc<Metrics>) -> IssuerState {
-        let validations = issuer.algorithms.iter().map(|&alg| (alg, validation_for(&issuer, alg))).collect();
+        IssuerState::around(KeyStore::start(issuer, client, metrics))
+    }
+
+    /// An issuer whose keys are given, never fetched (benchmarks, tests).
+    pub fn with_keys(issuer: Issuer, keys: KeySet, client: Arc<IdpClient>, metrics: Arc<Metrics>) -> IssuerState {
+        IssuerState::around(KeyStore::preloaded(issuer, keys, client, metrics))
+    }
+
+    fn around(keys: Arc<KeyStore>) -> IssuerState {
+        let issuer = keys.issuer();
+        let validations = issuer.algorithms.iter().map(|&alg| (alg, validation_for(issuer, alg))).collect();
         let introspector = issuer.introspection.clone().map(Introspector::new);
-        IssuerState {
-            uid: NEXT_ISSUER_UID.fetch_add(1, Ordering::Relaxed),
-            keys: KeyStore::start(issuer, client, metrics),
-            introspector,
-            validations,
-        }
+        IssuerState { uid: NEXT_ISSUER_UID.fetch_add(1, Ordering::Relaxed), keys, introspector, validations }
     }
 
     pub fn config(&self) -> &Issuer {
