@@ -84,6 +84,9 @@ pub struct IntrospectionFile {
     pub max_ttl: Option<Text>,
     pub negative_ttl: Option<Text>,
     pub max_entries: Option<Spanned<u64>>,
+    /// Calls to the endpoint per second, at most (a flood of made-up opaque
+    /// tokens must not become a flood at the IdP).
+    pub max_calls_per_second: Option<Spanned<u64>>,
 }
 
 #[derive(Debug, Deserialize)]

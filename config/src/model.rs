@@ -208,6 +208,8 @@ pub struct Introspection {
     pub max_ttl: Duration,
     pub negative_ttl: Duration,
     pub max_entries: usize,
+    /// Introspection calls per second, at most; tokens beyond it get 503.
+    pub max_calls_per_second: u32,
 }
 
 /// A claim, possibly nested: `realm_access.roles` is `["realm_access", "roles"]`.

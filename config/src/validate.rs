@@ -396,6 +396,8 @@ impl Validator<'_> {
         let max_ttl = i.max_ttl.as_ref().and_then(|t| duration(t, r)).unwrap_or(Duration::from_secs(300));
         let negative_ttl = i.negative_ttl.as_ref().and_then(|t| duration(t, r)).unwrap_or(Duration::from_secs(10));
         let max_entries = bounded(i.max_entries.as_ref(), 10_000, 1, 10_000_000, "max_entries", r);
+        let max_calls_per_second =
+            bounded(i.max_calls_per_second.as_ref(), 50, 1, 100_000, "max_calls_per_second", r) as u32;
         Some(Introspection {
             endpoint,
             client_id,
@@ -404,6 +406,7 @@ impl Validator<'_> {
             max_ttl,
             negative_ttl,
             max_entries,
+            max_calls_per_second,
         })
     }
 

@@ -38,7 +38,7 @@ fn limiter(max_keys: usize) -> Limiter {
             max_keys,
             ipv6_prefix: 64,
         },
-        prometheus::IntCounter::new("overflow", "requests in the overflow bucket").expect("counter"),
+        portcullis::ratelimit::LimitCounters::unregistered(),
     )
 }
 

@@ -2,6 +2,8 @@
 //! issuer, upstream and limit names) or by a fixed set (decisions, results,
 //! status classes); never a raw path, subject or token.
 
+use crate::auth::Source;
+use crate::gateway::outcome::Outcome;
 use prometheus::{
     Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
     Opts, Registry, TextEncoder,
@@ -30,6 +32,9 @@ pub struct Metrics {
     pub reloads: IntCounterVec,
     pub last_reload_success: Gauge,
     pub config_generation: IntGauge,
+    /// `auth_duration` by [`Source`], resolved once: label lookups take a
+    /// lock and a hash per call, too much for every request.
+    auth_by_source: [Histogram; 4],
 }
 
 fn register<T: prometheus::core::Collector + Clone + 'static>(registry: &Registry, metric: T) -> T {
@@ -99,7 +104,16 @@ impl Metrics {
             IntGauge::new("portcullis_config_generation", "Number of configurations applied since start.")
                 .unwrap_or_else(|e| unreachable_metric("generation", e)),
         );
+        let auth_duration = histogram_vec(
+            r,
+            "portcullis_auth_duration_seconds",
+            "Time spent authenticating the token and deciding, by how the token was checked.",
+            &["source"],
+        );
+        let auth_by_source = [Source::Cache, Source::Verified, Source::Introspected, Source::Rejected]
+            .map(|source| auth_duration.with_label_values(&[source.label()]));
         Metrics {
+            auth_by_source,
             requests: counter_vec(
                 r,
                 "portcullis_requests_total",
@@ -112,12 +126,7 @@ impl Metrics {
                 "Time from request to response, including the upstream, by route.",
                 &["route"],
             ),
-            auth_duration: histogram_vec(
-                r,
-                "portcullis_auth_duration_seconds",
-                "Time spent authenticating the token and deciding, by how the token was checked.",
-                &["source"],
-            ),
+            auth_duration,
             upstream_responses: counter_vec(
                 r,
                 "portcullis_upstream_responses_total",
@@ -175,16 +184,53 @@ impl Metrics {
         out
     }
 
-    /// Record an upstream response status.
-    pub fn upstream_status(&self, upstream: &str, status: u16) {
-        let class = match status {
-            100..=199 => "1xx",
-            200..=299 => "2xx",
-            300..=399 => "3xx",
-            400..=499 => "4xx",
-            _ => "5xx",
-        };
-        self.upstream_responses.with_label_values(&[upstream, class]).inc();
+    pub fn auth_timer(&self, source: Source) -> &Histogram {
+        &self.auth_by_source[match source {
+            Source::Cache => 0,
+            Source::Verified => 1,
+            Source::Introspected => 2,
+            Source::Rejected => 3,
+        }]
+    }
+
+    /// Counters of one upstream's responses by status class, resolved once.
+    pub fn upstream_classes(&self, upstream: &str) -> [IntCounter; 5] {
+        ["1xx", "2xx", "3xx", "4xx", "5xx"].map(|class| self.upstream_responses.with_label_values(&[upstream, class]))
+    }
+}
+
+/// A status code's class as an index into [`Metrics::upstream_classes`].
+pub fn status_class(status: u16) -> usize {
+    match status {
+        100..=199 => 0,
+        200..=299 => 1,
+        300..=399 => 2,
+        400..=499 => 3,
+        _ => 4,
+    }
+}
+
+/// The metrics of one route, resolved on first use: creating every
+/// (route, decision) series up front would expose thousands of zeros for a
+/// large policy.
+#[derive(Default)]
+pub struct RouteMetrics {
+    name: Box<str>,
+    duration: std::sync::OnceLock<Histogram>,
+    by_outcome: [std::sync::OnceLock<IntCounter>; Outcome::COUNT],
+}
+
+impl RouteMetrics {
+    pub fn new(name: &str) -> RouteMetrics {
+        RouteMetrics { name: name.into(), ..RouteMetrics::default() }
+    }
+
+    pub fn record(&self, metrics: &Metrics, outcome: Outcome, start: std::time::Instant) {
+        self.by_outcome[outcome.index()]
+            .get_or_init(|| metrics.requests.with_label_values(&[&self.name, outcome.label()]))
+            .inc();
+        let duration = self.duration.get_or_init(|| metrics.request_duration.with_label_values(&[&self.name]));
+        observe_since(duration, start);
     }
 }
 
@@ -207,7 +253,7 @@ mod tests {
     fn every_metric_registers_and_encodes() {
         let metrics = Metrics::new();
         metrics.requests.with_label_values(&["r", "allow"]).inc();
-        metrics.upstream_status("api", 204);
+        metrics.upstream_classes("api")[status_class(204)].inc();
         let text = String::from_utf8(metrics.encode()).unwrap();
         assert!(text.contains("portcullis_requests_total{decision=\"allow\",route=\"r\"} 1"));
         assert!(text.contains("portcullis_upstream_responses_total{class=\"2xx\",upstream=\"api\"} 1"));

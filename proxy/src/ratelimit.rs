@@ -89,6 +89,23 @@ impl ShrinkableKeyedStateStore<u64> for CappedStore {
 
 type Keyed = RateLimiter<u64, CappedStore, DefaultClock, NoOpMiddleware<<DefaultClock as Clock>::Instant>>;
 
+/// The counters of one limit.
+pub struct LimitCounters {
+    /// `portcullis_rate_limit_rejections_total{limit}`.
+    pub rejected: IntCounter,
+    /// `portcullis_rate_limit_overflow_total{limit}`: requests keyed to the
+    /// shared overflow bucket.
+    pub overflowed: IntCounter,
+}
+
+impl LimitCounters {
+    /// Counters registered nowhere (tools, tests).
+    pub fn unregistered() -> LimitCounters {
+        let counter = |name: &str| IntCounter::new(name, name).unwrap_or_else(|_| unreachable!("valid metric name"));
+        LimitCounters { rejected: counter("rejected"), overflowed: counter("overflowed") }
+    }
+}
+
 /// One named limit.
 pub struct Limiter {
     pub config: RateLimit,
@@ -96,6 +113,8 @@ pub struct Limiter {
     clock: DefaultClock,
     hasher: RandomState,
     overflowed: IntCounter,
+    /// Counts this limit's 429s.
+    pub rejected: IntCounter,
     /// `RateLimit-Policy` header value, built once.
     policy_header: String,
 }
@@ -115,9 +134,8 @@ pub enum KeyValue<'a> {
 }
 
 impl Limiter {
-    /// `overflowed` counts requests keyed to the shared overflow bucket
-    /// (`portcullis_rate_limit_overflow_total{limit}`).
-    pub fn new(config: RateLimit, overflowed: IntCounter) -> Limiter {
+    pub fn new(config: RateLimit, counters: LimitCounters) -> Limiter {
+        let LimitCounters { rejected, overflowed } = counters;
         // GCRA: one request every `per / limit`, up to `burst` at once.
         let period = (config.per / config.limit.max(1)).max(Duration::from_nanos(1));
         let burst = std::num::NonZeroU32::new(config.burst).unwrap_or(std::num::NonZeroU32::MIN);
@@ -126,7 +144,7 @@ impl Limiter {
         let store = CappedStore::new(config.max_keys, overflowed.clone());
         let limiter = RateLimiter::new(quota, store, clock.clone());
         let policy_header = format!("\"{}\";q={};w={}", config.name, config.limit, config.per.as_secs().max(1));
-        Limiter { limiter, clock, hasher: RandomState::new(), overflowed, policy_header, config }
+        Limiter { limiter, clock, hasher: RandomState::new(), overflowed, rejected, policy_header, config }
     }
 
     pub fn name(&self) -> &str {
@@ -196,7 +214,7 @@ mod tests {
     fn limiter(limit: u32, per: Duration, burst: u32, max_keys: usize) -> Limiter {
         Limiter::new(
             RateLimit { name: "auth".into(), key: RateKey::ClientIp, limit, per, burst, max_keys, ipv6_prefix: 64 },
-            IntCounter::new("overflow", "test").unwrap(),
+            LimitCounters::unregistered(),
         )
     }
 

@@ -17,19 +17,27 @@ use config::{Config, Upstream};
 use http::HeaderName;
 use ipnet::IpNet;
 use policy::RouteTable;
+use prometheus::IntCounter;
 
 use crate::auth::cache::TokenCache;
 use crate::auth::{Authenticator, IssuerState};
 use crate::idp::IdpClient;
-use crate::metrics::Metrics;
-use crate::ratelimit::Limiter;
+use crate::metrics::{status_class, Metrics, RouteMetrics};
+use crate::ratelimit::{LimitCounters, Limiter};
 
 /// Where one upstream is, resolved when the configuration is applied (DNS
 /// is never on the request path; a reload re-resolves).
-#[derive(Debug, Clone)]
 pub struct UpstreamTarget {
     pub config: Upstream,
     pub address: SocketAddr,
+    /// Response counters by status class.
+    classes: [IntCounter; 5],
+}
+
+impl UpstreamTarget {
+    pub fn count_status(&self, status: u16) {
+        self.classes[status_class(status)].inc();
+    }
 }
 
 /// Precomputed `WWW-Authenticate` values (RFC 6750 section 3).
@@ -71,6 +79,11 @@ pub struct Runtime {
     /// Configured identity headers (lower case), set from verified claims.
     pub identity_headers: Vec<HeaderName>,
     pub limiters: Vec<Arc<Limiter>>,
+    /// Request metrics per route (same index as the route table).
+    pub route_metrics: Vec<RouteMetrics>,
+    /// Request metrics of requests no route matched.
+    pub unmatched_metrics: RouteMetrics,
+    pub metrics: Arc<Metrics>,
     pub challenges: Challenges,
     pub trusted_proxies: Vec<IpNet>,
 }
@@ -97,7 +110,8 @@ impl Runtime {
                     .with_context(|| format!("upstream '{}': cannot resolve {}", upstream.name, upstream.address()))?
                     .next()
                     .with_context(|| format!("upstream '{}': {} has no address", upstream.name, upstream.address()))?;
-                Ok(UpstreamTarget { config: upstream.clone(), address })
+                let classes = shared.metrics.upstream_classes(&upstream.name);
+                Ok(UpstreamTarget { config: upstream.clone(), address, classes })
             })
             .collect::<anyhow::Result<Vec<_>>>()?;
 
@@ -143,16 +157,22 @@ impl Runtime {
             .map(|limit| {
                 previous.and_then(|p| p.limiters.iter().find(|l| l.config == *limit)).cloned().unwrap_or_else(|| {
                     // Every limit's series exist from the start, at zero.
-                    shared.metrics.rate_limited.with_label_values(&[&limit.name]);
                     shared.metrics.rate_limit_keys.with_label_values(&[&limit.name]);
-                    let overflow = shared.metrics.rate_limit_overflow.with_label_values(&[&limit.name]);
-                    Arc::new(Limiter::new(limit.clone(), overflow))
+                    let counters = LimitCounters {
+                        rejected: shared.metrics.rate_limited.with_label_values(&[&limit.name]),
+                        overflowed: shared.metrics.rate_limit_overflow.with_label_values(&[&limit.name]),
+                    };
+                    Arc::new(Limiter::new(limit.clone(), counters))
                 })
             })
             .collect();
 
+        let route_metrics = routes.routes().iter().map(|route| RouteMetrics::new(&route.name)).collect();
         Ok(Runtime {
             generation: GENERATION.fetch_add(1, Ordering::Relaxed) + 1,
+            route_metrics,
+            unmatched_metrics: RouteMetrics::new(crate::gateway::access_log::NO_ROUTE),
+            metrics: Arc::clone(&shared.metrics),
             challenges: Challenges::new(&config.realm),
             trusted_proxies: config.trusted_proxies.clone(),
             routes,

@@ -84,7 +84,7 @@ pub fn serve(launch: Launch) -> anyhow::Result<()> {
     server.bootstrap();
 
     let in_flight = Arc::new(AtomicUsize::new(0));
-    let gateway = Gateway::new(Arc::clone(&current), Arc::clone(&metrics), Arc::clone(&in_flight));
+    let gateway = Gateway::new(Arc::clone(&current), Arc::clone(&in_flight));
     let mut proxy = pingora::proxy::http_proxy_service_with_name(&server.configuration, gateway, "portcullis");
     proxy.add_tcp(&listen.to_string());
     server.add_service(proxy);

@@ -78,6 +78,7 @@ routes:
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(tenant.count(), 2);
     assert_eq!(tenant.last().target, "/x");
+    assert!(!tenant.last().absolute_form, "forwarded in origin form");
     assert_eq!(tenant.last().header("host").as_deref(), Some("acme.tenants.example.com"));
     let raw = format!(
         "GET http://acme.tenants.example.com/x HTTP/1.1\r\nHost: billing.example.com\r\nAuthorization: {bearer}\r\nConnection: close\r\n\r\n"

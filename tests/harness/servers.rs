@@ -21,8 +21,10 @@ use crate::runtime;
 #[derive(Debug, Clone)]
 pub struct Received {
     pub method: String,
-    /// The request target exactly as sent (path and query).
+    /// The request target's path and query.
     pub target: String,
+    /// The request line carried an absolute-form target (`http://host/...`).
+    pub absolute_form: bool,
     /// Header names lower-case, in arrival order.
     pub headers: Vec<(String, Vec<u8>)>,
     pub body: Vec<u8>,
@@ -74,10 +76,11 @@ impl Upstream {
             async move {
                 let method = request.method().to_string();
                 let target = request.uri().path_and_query().map(|p| p.as_str().to_owned()).unwrap_or_default();
+                let absolute_form = request.uri().authority().is_some();
                 let headers =
                     request.headers().iter().map(|(n, v)| (n.as_str().to_owned(), v.as_bytes().to_vec())).collect();
                 let body = request.into_body().collect().await.map(|b| b.to_bytes().to_vec()).unwrap_or_default();
-                let record = Received { method: method.clone(), target: target.clone(), headers, body };
+                let record = Received { method: method.clone(), target: target.clone(), absolute_form, headers, body };
                 log.lock().expect("upstream log").push(record);
                 let behaviour = *mode.lock().expect("upstream mode");
                 if let Behaviour::Delay(delay) = behaviour {
@@ -134,15 +137,19 @@ struct KeyServerState {
     mode: KeyServerMode,
     max_age: Option<u64>,
     introspection: Option<String>,
+    /// Opaque tokens `/introspect` calls active, with their claims.
+    active_tokens: Vec<(String, serde_json::Value)>,
 }
 
-/// Serves `/.well-known/openid-configuration` and `/jwks` for an issuer
-/// whose URL is the server's own address; counts requests.
+/// Serves `/.well-known/openid-configuration`, `/jwks` and an RFC 7662
+/// `/introspect` for an issuer whose URL is the server's own address;
+/// counts requests.
 pub struct KeyServer {
     pub addr: SocketAddr,
     state: Arc<Mutex<KeyServerState>>,
     jwks_hits: Arc<AtomicUsize>,
     discovery_hits: Arc<AtomicUsize>,
+    introspection_hits: Arc<AtomicUsize>,
 }
 
 impl KeyServer {
@@ -163,21 +170,41 @@ impl KeyServer {
             jwks,
             mode: KeyServerMode::Serve,
             max_age: None,
-            introspection: None,
+            introspection: Some(format!("http://{addr}/introspect")),
+            active_tokens: Vec::new(),
         }));
         let jwks_hits = Arc::new(AtomicUsize::new(0));
         let discovery_hits = Arc::new(AtomicUsize::new(0));
-        let (st, jh, dh) = (Arc::clone(&state), Arc::clone(&jwks_hits), Arc::clone(&discovery_hits));
+        let introspection_hits = Arc::new(AtomicUsize::new(0));
+        let (st, jh, dh, ih) =
+            (Arc::clone(&state), Arc::clone(&jwks_hits), Arc::clone(&discovery_hits), Arc::clone(&introspection_hits));
         let issuer = format!("http://{addr}");
         runtime().spawn(serve(listener, move |request: Request<Incoming>| {
-            let (st, jh, dh, issuer) = (Arc::clone(&st), Arc::clone(&jh), Arc::clone(&dh), issuer.clone());
+            let (st, jh, dh, ih, issuer) =
+                (Arc::clone(&st), Arc::clone(&jh), Arc::clone(&dh), Arc::clone(&ih), issuer.clone());
             async move {
                 let path = request.uri().path().to_owned();
                 match path.as_str() {
                     "/jwks" => jh.fetch_add(1, Ordering::SeqCst),
                     "/.well-known/openid-configuration" => dh.fetch_add(1, Ordering::SeqCst),
+                    "/introspect" => ih.fetch_add(1, Ordering::SeqCst),
                     _ => 0,
                 };
+                if path == "/introspect" {
+                    let body = request.into_body().collect().await.map(|b| b.to_bytes().to_vec()).unwrap_or_default();
+                    let body = String::from_utf8_lossy(&body).into_owned();
+                    let token =
+                        body.split('&').find_map(|pair| pair.strip_prefix("token=")).unwrap_or_default().to_owned();
+                    let answer = st
+                        .lock()
+                        .expect("key server state")
+                        .active_tokens
+                        .iter()
+                        .find(|(t, _)| *t == token)
+                        .map(|(_, claims)| claims.clone())
+                        .unwrap_or_else(|| serde_json::json!({ "active": false }));
+                    return json_response(StatusCode::OK, answer.to_string());
+                }
                 let (mode, jwks, max_age, introspection) = {
                     let s = st.lock().expect("key server state");
                     (s.mode, s.jwks.clone(), s.max_age, s.introspection.clone())
@@ -216,7 +243,7 @@ impl KeyServer {
                 }
             }
         }));
-        KeyServer { addr, state, jwks_hits, discovery_hits }
+        KeyServer { addr, state, jwks_hits, discovery_hits, introspection_hits }
     }
 
     /// The issuer URL this server is the discovery endpoint of.
@@ -238,6 +265,16 @@ impl KeyServer {
 
     pub fn set_max_age(&self, seconds: Option<u64>) {
         self.state.lock().expect("key server state").max_age = seconds;
+    }
+
+    /// Make `/introspect` call `token` active with `claims` (plus `active: true`).
+    pub fn activate(&self, token: &str, mut claims: serde_json::Value) {
+        claims["active"] = true.into();
+        self.state.lock().expect("key server state").active_tokens.push((token.to_owned(), claims));
+    }
+
+    pub fn introspection_hits(&self) -> usize {
+        self.introspection_hits.load(Ordering::SeqCst)
     }
 
     pub fn jwks_hits(&self) -> usize {

@@ -20,6 +20,8 @@ pub struct Introspector {
     /// Token digest -> unix time until which it is known inactive.
     inactive: quick_cache::sync::Cache<TokenDigest, u64>,
     calls: Semaphore,
+    /// Calls per second to the IdP, at most.
+    budget: governor::DefaultDirectRateLimiter,
 }
 
 /// The IdP's answer about one token.
@@ -39,12 +41,16 @@ pub enum IntrospectionError {
     NoEndpoint,
     #[error("introspection call failed: {0}")]
     Fetch(#[from] FetchError),
+    #[error("introspection calls are over their budget of {0} per second")]
+    OverBudget(u32),
 }
 
 impl Introspector {
     pub fn new(settings: Introspection) -> Introspector {
+        let rate = std::num::NonZeroU32::new(settings.max_calls_per_second).unwrap_or(std::num::NonZeroU32::MIN);
         Introspector {
             inactive: quick_cache::sync::Cache::new(settings.max_entries.max(1)),
+            budget: governor::RateLimiter::direct(governor::Quota::per_second(rate)),
             settings,
             calls: Semaphore::new(MAX_CONCURRENT_CALLS),
         }
@@ -67,6 +73,9 @@ impl Introspector {
             Some(endpoint) => endpoint.clone(),
             None => keys.discovered().and_then(|d| d.introspection_endpoint).ok_or(IntrospectionError::NoEndpoint)?,
         };
+        if self.budget.check().is_err() {
+            return Err(IntrospectionError::OverBudget(self.settings.max_calls_per_second));
+        }
         let secret = self.settings.client_secret.as_ref().map(|s| s.expose()).unwrap_or_default();
         let _permit = self.calls.acquire().await.map_err(|_| IntrospectionError::NoEndpoint)?;
         let form = [("token", token), ("token_type_hint", "access_token")];
@@ -136,6 +145,7 @@ mod tests {
             max_ttl: Duration::from_secs(300),
             negative_ttl: Duration::from_secs(10),
             max_entries: 10,
+            max_calls_per_second: 50,
         };
         let issuer = Issuer {
             name: "idp".into(),

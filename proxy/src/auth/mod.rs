@@ -307,6 +307,11 @@ impl Authenticator {
                 Ok(Answer::Inactive) => {
                     self.metrics.introspections.with_label_values(&[name, "inactive"]).inc();
                 }
+                Err(introspect::IntrospectionError::OverBudget(_)) => {
+                    // Logged by the metric only: this is what a flood looks like.
+                    self.metrics.introspections.with_label_values(&[name, "over_budget"]).inc();
+                    return Err(AuthError::IssuerUnavailable { retry_after: 1 });
+                }
                 Err(error) => {
                     self.metrics.introspections.with_label_values(&[name, "error"]).inc();
                     tracing::warn!(issuer = %name, error = %error, "introspection failed");

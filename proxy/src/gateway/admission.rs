@@ -16,6 +16,7 @@ use pingora::prelude::Session;
 use policy::{decide, normalize, normalize_host, Decision, PathError, Principal};
 
 use super::body;
+use super::outcome::Outcome;
 use super::respond::Rejection;
 use crate::auth::{bearer, AuthError, Identity, Source};
 use crate::metrics::observe_since;
@@ -33,13 +34,11 @@ pub struct RequestCtx {
     pub runtime: Option<Arc<Runtime>>,
     pub start: Instant,
     pub route: Option<usize>,
-    pub decision: &'static str,
+    pub outcome: Outcome,
     pub identity: Option<Arc<Identity>>,
     pub client_ip: Option<IpAddr>,
     /// Request target to send upstream when it differs from the client's.
     pub forwarded_target: Option<String>,
-    /// `Host` to send upstream when the request used an absolute-form target.
-    pub forwarded_host: Option<String>,
     /// Body read ahead of forwarding (form-keyed rate limits), replayed as is.
     pub replay_body: Option<Bytes>,
     pub auth_source: Option<Source>,
@@ -77,11 +76,10 @@ impl RequestCtx {
             runtime: None,
             start: Instant::now(),
             route: None,
-            decision: "none",
+            outcome: Outcome::Undecided,
             identity: None,
             client_ip: None,
             forwarded_target: None,
-            forwarded_host: None,
             replay_body: None,
             auth_source: None,
             local_status: None,
@@ -122,12 +120,12 @@ pub async fn admit(session: &mut Session, runtime: &Runtime, ctx: &mut RequestCt
                 _ => None,
             };
             let key = pre_auth_key(limiter, session, ctx, form_value.as_deref());
-            enforce(limiter, key, runtime, ctx)?;
+            enforce(limiter, key, ctx)?;
         }
     }
 
     if route.is_some_and(|r| matches!(r.access, policy::Access::Public)) {
-        ctx.decision = Decision::Public.label();
+        ctx.outcome = Outcome::Public;
         return Ok(());
     }
     authorize(session, runtime, ctx, route).await
@@ -137,28 +135,30 @@ pub async fn admit(session: &mut Session, runtime: &Runtime, ctx: &mut RequestCt
 fn route_request(session: &Session, runtime: &Runtime, ctx: &mut RequestCtx) -> Result<Option<usize>, Rejection> {
     let request = session.req_header();
     ctx.client_ip = client_ip(session, runtime);
-    check_headers(request).inspect_err(|_| ctx.decision = "bad_request")?;
-    let path = normalize(request.uri.path()).map_err(|e| {
-        ctx.decision = "bad_request";
-        match e {
-            PathError::TooLong(_) => Rejection::new(414, "invalid_request", e.to_string()),
-            _ => Rejection::new(400, "invalid_request", e.to_string()),
-        }
+    let bad = |ctx: &mut RequestCtx, status: u16, message: String| {
+        ctx.outcome = Outcome::BadRequest;
+        Rejection::new(status, "invalid_request", message)
+    };
+    check_headers(request).inspect_err(|_| ctx.outcome = Outcome::BadRequest)?;
+    // Pingora keeps the original bytes of a target that is not UTF-8 for
+    // the wire and gives `uri` a lossy copy: the policy would decide on a
+    // path the upstream never receives. Refuse instead.
+    if !request.raw_path_is_utf8() {
+        return Err(bad(ctx, 400, PathError::InvalidUtf8.to_string()));
+    }
+    let path = normalize(request.uri.path()).map_err(|e| match e {
+        PathError::TooLong(_) => bad(ctx, 414, e.to_string()),
+        _ => bad(ctx, 400, e.to_string()),
     })?;
-    let host = request_host(request).map_err(|message| {
-        ctx.decision = "bad_request";
-        Rejection::new(400, "invalid_request", message)
-    })?;
+    let host = request_host(request).map_err(|message| bad(ctx, 400, message.to_owned()))?;
     let route = runtime.routes.find_index(request.method.as_str(), host.as_deref(), &path);
     ctx.route = route;
-    // Absolute-form targets are forwarded in origin form, with the Host
-    // they were routed by (RFC 9112 3.2.2).
-    let absolute_form = request.uri.authority().is_some();
-    if path.is_rewritten() || absolute_form || query_token(request, runtime).is_some() {
+    // Pingora forwards an absolute-form target verbatim (after checking its
+    // authority against Host); send the upstream the origin form the policy
+    // decided on.
+    let origin_form = request.raw_path().first() == Some(&b'/');
+    if path.is_rewritten() || !origin_form || query_token(request, runtime).is_some() {
         ctx.forwarded_target = Some(forwarded_target(path.as_str(), request.uri.query(), runtime));
-    }
-    if absolute_form {
-        ctx.forwarded_host = request.uri.authority().map(|a| a.as_str().to_owned());
     }
     Ok(route)
 }
@@ -174,12 +174,12 @@ async fn authorize(
     let token = match credentials(request, query_token(request, runtime), runtime) {
         Ok(token) => token,
         Err(error) => {
-            ctx.decision = "bad_request";
+            ctx.outcome = Outcome::BadRequest;
             return Err(bearer_rejection(error, runtime));
         }
     };
     let Some(token) = token else {
-        ctx.decision = decide(route, None).label();
+        ctx.outcome = decide(route, None).into();
         return Err(Rejection::new(401, "unauthorized", "a bearer token is required")
             .challenge(runtime.challenges.plain.clone()));
     };
@@ -187,19 +187,19 @@ async fn authorize(
     let auth_start = Instant::now();
     let (result, source) = runtime.auth.authenticate(token).await;
     ctx.auth_source = Some(source);
-    let auth_timer = runtime.auth.metrics().auth_duration.with_label_values(&[source.label()]);
+    let auth_timer = runtime.auth.metrics().auth_timer(source);
     let identity = match result {
         Ok(identity) => identity,
         Err(error) => {
-            ctx.decision = error.label();
-            observe_since(&auth_timer, auth_start);
+            ctx.outcome = error.into();
+            observe_since(auth_timer, auth_start);
             return Err(auth_rejection(error, runtime));
         }
     };
     let principal = Principal { issuer: identity.issuer, scopes: &identity.scopes };
     let decision = decide(route, Some(principal));
-    observe_since(&auth_timer, auth_start);
-    ctx.decision = decision.label();
+    observe_since(auth_timer, auth_start);
+    ctx.outcome = decision.into();
     match decision {
         Decision::Allow | Decision::Public => {}
         Decision::Unauthenticated => {
@@ -225,7 +225,7 @@ async fn authorize(
             let limiter = &runtime.limiters[index];
             if limiter.config.key == RateKey::Subject {
                 let subject = identity.subject.as_deref().unwrap_or("");
-                enforce(limiter, KeyValue::Text(subject), runtime, ctx)?;
+                enforce(limiter, KeyValue::Text(subject), ctx)?;
             }
         }
     }
@@ -267,24 +267,16 @@ fn check_headers(request: &pingora::http::RequestHeader) -> Result<(), Rejection
     Ok(())
 }
 
-/// The host the request is for: the absolute-form target's authority if
-/// any (RFC 9112 3.2.2), else the Host header.
-fn request_host(request: &pingora::http::RequestHeader) -> Result<Option<String>, &'static str> {
-    let raw = match request.uri.authority() {
-        Some(authority) => {
-            if authority.as_str().contains('@') {
-                return Err("request target contains user information");
-            }
-            Some(authority.as_str())
-        }
-        None => match request.headers.get(HOST) {
-            Some(value) => Some(value.to_str().map_err(|_| "invalid Host header")?),
-            None => None,
-        },
+/// The host the request is for: the Host header (Pingora has already
+/// refused an absolute-form target whose authority disagrees with it).
+fn request_host(request: &pingora::http::RequestHeader) -> Result<Option<std::borrow::Cow<'_, str>>, &'static str> {
+    let raw = match request.headers.get(HOST) {
+        Some(value) => Some(value.to_str().map_err(|_| "invalid Host header")?),
+        None => None,
     };
     match raw {
         None => Ok(None),
-        Some(raw) => normalize_host(raw).map(|h| Some(h.into_owned())).map_err(|_| "invalid Host header"),
+        Some(raw) => normalize_host(raw).map(Some).map_err(|_| "invalid Host header"),
     }
 }
 
@@ -372,12 +364,12 @@ fn pre_auth_key<'s>(
     }
 }
 
-fn enforce(limiter: &Limiter, key: KeyValue<'_>, runtime: &Runtime, ctx: &mut RequestCtx) -> Result<(), Rejection> {
+fn enforce(limiter: &Limiter, key: KeyValue<'_>, ctx: &mut RequestCtx) -> Result<(), Rejection> {
     match limiter.check(key) {
         Ok(()) => Ok(()),
         Err(refusal) => {
-            ctx.decision = "rate_limited";
-            runtime.auth.metrics().rate_limited.with_label_values(&[limiter.name()]).inc();
+            ctx.outcome = Outcome::RateLimited;
+            limiter.rejected.inc();
             Err(Rejection::new(429, "rate_limited", "too many requests; retry later")
                 .retry_after(refusal.retry_after)
                 .header("ratelimit-policy", limiter.policy_header().to_owned())

@@ -5,6 +5,7 @@
 pub mod access_log;
 pub mod admission;
 pub mod body;
+pub mod outcome;
 pub mod respond;
 pub mod upstream;
 
@@ -17,7 +18,6 @@ use pingora::prelude::{HttpPeer, ProxyHttp, Session};
 use pingora::proxy::FailToProxy;
 use pingora::{Error, ErrorSource, ErrorType, Result};
 
-use crate::metrics::Metrics;
 use crate::runtime::Current;
 use admission::RequestCtx;
 use respond::Rejection;
@@ -25,13 +25,12 @@ use respond::Rejection;
 /// The proxy service.
 pub struct Gateway {
     current: Current,
-    metrics: Arc<Metrics>,
     in_flight: Arc<AtomicUsize>,
 }
 
 impl Gateway {
-    pub fn new(current: Current, metrics: Arc<Metrics>, in_flight: Arc<AtomicUsize>) -> Gateway {
-        Gateway { current, metrics, in_flight }
+    pub fn new(current: Current, in_flight: Arc<AtomicUsize>) -> Gateway {
+        Gateway { current, in_flight }
     }
 }
 
@@ -92,7 +91,7 @@ impl ProxyHttp for Gateway {
         if let Some((runtime, route)) = ctx.runtime.as_ref().zip(ctx.route) {
             let upstream = runtime.routes.routes()[route].upstream;
             if let Some(target) = runtime.upstreams.get(upstream) {
-                self.metrics.upstream_status(&target.config.name, upstream_response.status.as_u16());
+                target.count_status(upstream_response.status.as_u16());
             }
         }
         Ok(())
@@ -126,13 +125,13 @@ impl ProxyHttp for Gateway {
         if code != 0 {
             ctx.local_status = Some(code);
             if matches!(code, 502 | 504) {
-                ctx.decision = "upstream_error";
+                ctx.outcome = outcome::Outcome::UpstreamError;
             }
         }
         FailToProxy { error_code: code, can_reuse_downstream: false }
     }
 
     async fn logging(&self, session: &mut Session, error: Option<&Error>, ctx: &mut RequestCtx) {
-        access_log::record(session, error, ctx, &self.metrics);
+        access_log::record(session, error, ctx);
     }
 }

@@ -47,9 +47,7 @@ pub fn rewrite(request: &mut RequestHeader, runtime: &Runtime, ctx: &RequestCtx)
             .map_err(|e| pingora::Error::because(pingora::ErrorType::InternalError, "canonical request target", e))?;
         request.set_uri(uri);
     }
-    if let Some(host) = &ctx.forwarded_host {
-        request.insert_header(http::header::HOST, host.as_str())?;
-    }
+
     if let Some(ip) = ctx.client_ip {
         append_forwarded_for(request, ip)?;
     }
