@@ -1,4 +1,5 @@
 //! The `portcullis` command line: run, check, explain, demo.
+#![forbid(unsafe_code)]
 
 use std::path::PathBuf;
 use std::process::ExitCode;

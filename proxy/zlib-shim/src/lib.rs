@@ -5,6 +5,8 @@
 //! zlib-rs implements bit for bit. flate2 always installs its own allocator
 //! callbacks, so the non-nullable `zalloc`/`zfree` fields are never null.
 #![allow(non_camel_case_types, non_snake_case)]
+// Declarations only: the one `unsafe` is at the call sites, in flate2.
+#![forbid(unsafe_code)]
 
 use std::os::raw::{c_char, c_int, c_uint, c_ulong, c_void};
 
