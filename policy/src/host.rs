@@ -10,6 +10,8 @@ pub enum HostError {
     BadCharacter,
     #[error("host has an invalid port")]
     BadPort,
+    #[error("host has an empty label")]
+    EmptyLabel,
 }
 
 /// Normalise a `Host` header value or request-target authority: drop the
@@ -43,6 +45,11 @@ pub fn normalize_host(raw: &str) -> Result<Cow<'_, str>, HostError> {
     }
     if !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.' || b == b'_') {
         return Err(HostError::BadCharacter);
+    }
+    // `example.com..` or `.example.com` would miss a route written for
+    // `example.com` while some upstreams still serve it.
+    if name.split('.').any(str::is_empty) {
+        return Err(HostError::EmptyLabel);
     }
     Ok(lower(name))
 }
@@ -78,5 +85,8 @@ mod tests {
         assert_eq!(normalize_host("a:"), Err(HostError::BadPort));
         assert_eq!(normalize_host("[::1"), Err(HostError::BadCharacter));
         assert_eq!(normalize_host("[::1]x"), Err(HostError::BadPort));
+        assert_eq!(normalize_host("admin.example.com.."), Err(HostError::EmptyLabel));
+        assert_eq!(normalize_host(".example.com"), Err(HostError::EmptyLabel));
+        assert_eq!(normalize_host("a..b"), Err(HostError::EmptyLabel));
     }
 }

@@ -183,6 +183,11 @@ pub fn normalize(raw: &str) -> Result<NormalizedPath<'_>, PathError> {
         return Ok(NormalizedPath(Cow::Borrowed(raw)));
     }
     let canonical = canonicalize(bytes)?;
+    // Re-encoding can triple a path's length; the forwarded form must itself
+    // be acceptable (normalising it again gives it back unchanged).
+    if canonical.len() > MAX_PATH_BYTES {
+        return Err(PathError::TooLong(MAX_PATH_BYTES));
+    }
     // Already-canonical paths with percent-escapes end up here too; keep
     // them borrowed so `is_rewritten` means "differs from the request".
     if canonical == raw {
@@ -364,6 +369,9 @@ mod tests {
         assert_eq!(normalize(""), Err(PathError::NotAbsolute));
         let long = format!("/{}", "a".repeat(MAX_PATH_BYTES));
         assert_eq!(normalize(&long), Err(PathError::TooLong(MAX_PATH_BYTES)));
+        // Short enough as sent, too long once re-encoded (`"` becomes %22).
+        let grows = format!("/{}", "\"".repeat(MAX_PATH_BYTES / 2));
+        assert_eq!(normalize(&grows), Err(PathError::TooLong(MAX_PATH_BYTES)));
     }
 
     #[test]

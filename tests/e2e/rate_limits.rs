@@ -103,6 +103,8 @@ fn a_username_limit_holds_across_many_client_addresses() {
         br#"{"username":"victim","password":"x"}"#,
     );
     assert_eq!(r.status, 429);
+    // A decoy field in front does not steer the request away from the victim.
+    assert_eq!(login(&proxy, Some("203.0.113.77"), "username=decoy-1&password=x&username=victim").status, 429);
     // Another user from a fresh address is fine.
     assert_eq!(login(&proxy, Some("203.0.113.200"), "username=someone-else").status, 200);
     assert_eq!(upstream.count(), 3);

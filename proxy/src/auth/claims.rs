@@ -26,7 +26,15 @@ pub fn scopes(claims: &Map<String, Value>, paths: &[ClaimPath]) -> ScopeSet {
             _ => {}
         }
     }
+    // Only RFC 6749 scope tokens: an array item "read admin" is not two
+    // scopes, and would make the space-joined scope header ambiguous.
+    found.retain(|scope| is_scope_token(scope));
     ScopeSet::new(found)
+}
+
+/// RFC 6749 3.3: `1*( %x21 / %x23-5B / %x5D-7E )`.
+fn is_scope_token(scope: &str) -> bool {
+    !scope.is_empty() && scope.bytes().all(|b| b == 0x21 || (0x23..=0x5b).contains(&b) || (0x5d..=0x7e).contains(&b))
 }
 
 /// A claim as an identity-header value, or `None` when it cannot be one
@@ -84,7 +92,7 @@ mod tests {
     fn scopes_from_strings_and_arrays() {
         let c = claims(json!({
             "scope": "openid  tasks:read\ttasks:write",
-            "scp": ["a", 1, "b"],
+            "scp": ["a", 1, "b", "c d", "quote\"d", ""],
             "realm_access": {"roles": ["admin"]},
             "permissions": "not-configured",
         }));

@@ -100,11 +100,15 @@ pub fn judge(claims: Map<String, Value>, issuer: &Issuer, settings: &Introspecti
         return Answer::Inactive;
     }
     let leeway = issuer.leeway.as_secs();
-    let exp = claims.get("exp").and_then(Value::as_u64);
+    // NumericDate: a number, possibly fractional (RFC 7519 2). Any other
+    // type makes the answer unusable rather than the claim absent.
+    let (Ok(exp), Ok(nbf)) = (numeric_date(&claims, "exp"), numeric_date(&claims, "nbf")) else {
+        return Answer::Inactive;
+    };
     if exp.is_some_and(|exp| exp.saturating_add(leeway) < now) {
         return Answer::Inactive;
     }
-    if claims.get("nbf").and_then(Value::as_u64).is_some_and(|nbf| nbf > now.saturating_add(leeway)) {
+    if nbf.is_some_and(|nbf| nbf > now.saturating_add(leeway)) {
         return Answer::Inactive;
     }
     if let Some(iss) = claims.get("iss") {
@@ -127,6 +131,21 @@ pub fn judge(claims: Map<String, Value>, issuer: &Issuer, settings: &Introspecti
     let max_until = now.saturating_add(settings.max_ttl.as_secs());
     let valid_until = exp.map_or(max_until, |exp| exp.saturating_add(leeway).min(max_until));
     Answer::Active { claims, valid_until }
+}
+
+/// A time claim in whole seconds (fractions cut toward expiry: an `exp` of
+/// 10.5 ends at 10), `None` when absent, `Err` when not a number. Negative
+/// times are in the past.
+fn numeric_date(claims: &Map<String, Value>, name: &str) -> Result<Option<u64>, ()> {
+    match claims.get(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Number(n)) => match (n.as_u64(), n.as_f64()) {
+            (Some(seconds), _) => Ok(Some(seconds)),
+            (None, Some(seconds)) if seconds.is_finite() => Ok(Some(seconds.max(0.0) as u64)),
+            _ => Err(()),
+        },
+        Some(_) => Err(()),
+    }
 }
 
 #[cfg(test)]
@@ -183,6 +202,9 @@ mod tests {
         assert!(matches!(answer, Answer::Active { valid_until, .. } if valid_until == NOW + 90));
         let answer = judge(claims(json!({"active": true, "aud": ["x", "api"]})), &issuer, &settings, NOW);
         assert!(matches!(answer, Answer::Active { valid_until, .. } if valid_until == NOW + 300));
+        let fractional = json!({"active": true, "aud": "api", "exp": (NOW + 10) as f64 + 0.5});
+        let answer = judge(claims(fractional), &issuer, &settings, NOW);
+        assert!(matches!(answer, Answer::Active { valid_until, .. } if valid_until == NOW + 40));
     }
 
     #[test]
@@ -197,6 +219,10 @@ mod tests {
             json!({"active": true, "aud": "api", "exp": NOW - 31}),
             json!({"active": true, "aud": "api", "nbf": NOW + 31}),
             json!({"active": true, "aud": "api", "iss": "https://evil.example.com"}),
+            json!({"active": true, "aud": "api", "exp": -1}),
+            json!({"active": true, "aud": "api", "exp": (NOW - 31) as f64 + 0.5}),
+            json!({"active": true, "aud": "api", "exp": (NOW + 60).to_string()}),
+            json!({"active": true, "aud": "api", "nbf": "9999999999"}),
         ] {
             assert!(matches!(judge(claims(body.clone()), &issuer, &settings, NOW), Answer::Inactive), "{body}");
         }

@@ -174,7 +174,9 @@ fn usable_key(entry: serde_json::Value, allowed: &[Algorithm]) -> Option<Verific
         None => None,
         Some(named) => {
             let name = format!("{named:?}");
-            Some(Algorithm::from_name(&name).filter(|a| allowed.contains(a))?)
+            // The key's own `alg` must be pinned, and of the key's kind: an
+            // RSA key that says ES256 is unusable, not a key for ES256.
+            Some(Algorithm::from_name(&name).filter(|a| allowed.contains(a) && family_of(*a) == family)?)
         }
     };
     if !allowed.iter().any(|a| family_of(*a) == family) {
@@ -207,6 +209,10 @@ mod tests {
         let parsed = KeySet::from_jwks(doc.as_bytes(), &[Algorithm::RS256]).unwrap();
         assert_eq!(parsed.keys.kids().collect::<Vec<_>>(), [Some("a"), Some("d")]);
         assert_eq!(parsed.skipped, 5);
+        let mislabelled =
+            format!(r#"{{"keys":[{},{}]}}"#, rsa_jwk("rsa-says-ec", r#","alg":"ES256""#), rsa_jwk("ok", ""));
+        let parsed = KeySet::from_jwks(mislabelled.as_bytes(), &[Algorithm::RS256, Algorithm::ES256]).unwrap();
+        assert_eq!(parsed.keys.kids().collect::<Vec<_>>(), [Some("ok")]);
     }
 
     #[test]

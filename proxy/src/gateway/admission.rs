@@ -109,18 +109,26 @@ pub async fn admit(session: &mut Session, runtime: &Runtime, ctx: &mut RequestCt
     if let Some(route) = route {
         for &index in &route.rate_limits {
             let limiter = &runtime.limiters[index];
-            if limiter.config.key == RateKey::Subject {
-                continue;
+            match &limiter.config.key {
+                RateKey::Subject => {}
+                RateKey::FormField(field) => {
+                    let values = ctx
+                        .replay_body
+                        .as_deref()
+                        .map(|body| body::form_field_values(body, body::content_type(session), field))
+                        .unwrap_or_default();
+                    if values.is_empty() {
+                        enforce(limiter, client_key(ctx), ctx)?;
+                    }
+                    for value in &values {
+                        enforce(limiter, KeyValue::Text(value), ctx)?;
+                    }
+                }
+                RateKey::ClientIp | RateKey::Header(_) => {
+                    let key = pre_auth_key(limiter, session, ctx);
+                    enforce(limiter, key, ctx)?;
+                }
             }
-            let form_value = match &limiter.config.key {
-                RateKey::FormField(field) => ctx
-                    .replay_body
-                    .as_deref()
-                    .and_then(|body| body::form_field(body, body::content_type(session), field)),
-                _ => None,
-            };
-            let key = pre_auth_key(limiter, session, ctx, form_value.as_deref());
-            enforce(limiter, key, ctx)?;
         }
     }
 
@@ -343,24 +351,23 @@ fn auth_rejection(error: AuthError, runtime: &Runtime) -> Rejection {
     }
 }
 
-/// The key for a limit that does not need the verified subject. Without the
-/// header or form field, the client address stands in.
-fn pre_auth_key<'s>(
-    limiter: &Limiter,
-    session: &'s Session,
-    ctx: &RequestCtx,
-    form_value: Option<&'s str>,
-) -> KeyValue<'s> {
-    let fallback = ctx.client_ip.map_or(KeyValue::Text(""), KeyValue::Ip);
+/// The client address as a limit key (the stand-in when a limit's own key
+/// is missing).
+fn client_key(ctx: &RequestCtx) -> KeyValue<'static> {
+    ctx.client_ip.map_or(KeyValue::Text(""), KeyValue::Ip)
+}
+
+/// The key of a `client_ip` or `header:NAME` limit; without the header, the
+/// client address stands in.
+fn pre_auth_key<'s>(limiter: &Limiter, session: &'s Session, ctx: &RequestCtx) -> KeyValue<'s> {
     match &limiter.config.key {
-        RateKey::ClientIp | RateKey::Subject => fallback,
         RateKey::Header(name) => session
             .req_header()
             .headers
             .get(name.as_str())
             .and_then(|v| v.to_str().ok())
-            .map_or(fallback, KeyValue::Text),
-        RateKey::FormField(_) => form_value.map_or(fallback, KeyValue::Text),
+            .map_or(client_key(ctx), KeyValue::Text),
+        _ => client_key(ctx),
     }
 }
 

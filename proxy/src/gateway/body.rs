@@ -35,27 +35,75 @@ pub async fn read_small_body(session: &mut Session) -> Option<Bytes> {
     tokio::time::timeout(READ_TIMEOUT, read).await.ok().flatten()
 }
 
-/// The value of `field` in a form-urlencoded or JSON body.
-pub fn form_field(body: &[u8], content_type: Option<&str>, field: &str) -> Option<String> {
-    let media_type = content_type?.split(';').next()?.trim().to_ascii_lowercase();
-    match media_type.as_str() {
-        "application/x-www-form-urlencoded" => {
-            let text = std::str::from_utf8(body).ok()?;
-            text.split('&').find_map(|pair| {
-                let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-                (decode_form(key)? == field).then(|| decode_form(value)).flatten()
-            })
+/// Most distinct values of one field a login body may carry; a body with
+/// more counts against the first ones only.
+pub const MAX_FIELD_VALUES: usize = 4;
+
+/// The distinct values of `field` in a form-urlencoded or JSON body.
+///
+/// A field may appear more than once (`username=decoy&username=victim`), and
+/// frameworks disagree on which one they use: the request counts against
+/// every value, so a decoy cannot steer it away from the victim's limit.
+pub fn form_field_values(body: &[u8], content_type: Option<&str>, field: &str) -> Vec<String> {
+    let Some(media_type) = content_type.and_then(|c| c.split(';').next()) else { return Vec::new() };
+    let mut values: Vec<String> = Vec::new();
+    let mut add = |value: String| {
+        if values.len() < MAX_FIELD_VALUES && !values.contains(&value) {
+            values.push(value);
         }
-        "application/json" => {
-            let value: serde_json::Value = serde_json::from_slice(body).ok()?;
-            match value.get(field)? {
-                serde_json::Value::String(text) => Some(text.clone()),
-                serde_json::Value::Number(number) => Some(number.to_string()),
-                _ => None,
+    };
+    match media_type.trim().to_ascii_lowercase().as_str() {
+        "application/x-www-form-urlencoded" => {
+            let Ok(text) = std::str::from_utf8(body) else { return Vec::new() };
+            for pair in text.split('&') {
+                let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+                if decode_form(key).as_deref() == Some(field) {
+                    if let Some(value) = decode_form(value) {
+                        add(value);
+                    }
+                }
             }
         }
-        _ => None,
+        "application/json" => {
+            for value in json_field_values(body, field) {
+                add(value);
+            }
+        }
+        _ => {}
     }
+    values
+}
+
+/// Every value of a top-level key, duplicates included (a JSON parser that
+/// keeps the last one would let `{"username":"victim","username":"decoy"}`
+/// hide the victim).
+fn json_field_values(body: &[u8], field: &str) -> Vec<String> {
+    use serde::de::{Deserializer as _, IgnoredAny, MapAccess, Visitor};
+
+    struct Values<'f>(&'f str);
+    impl<'de> Visitor<'de> for Values<'_> {
+        type Value = Vec<String>;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a JSON object")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Vec<String>, A::Error> {
+            let mut found = Vec::new();
+            while let Some(key) = map.next_key::<String>()? {
+                if key != self.0 {
+                    map.next_value::<IgnoredAny>()?;
+                    continue;
+                }
+                match map.next_value::<serde_json::Value>()? {
+                    serde_json::Value::String(text) => found.push(text),
+                    serde_json::Value::Number(number) => found.push(number.to_string()),
+                    _ => {}
+                }
+            }
+            Ok(found)
+        }
+    }
+    let mut deserializer = serde_json::Deserializer::from_slice(body);
+    deserializer.deserialize_map(Values(field)).unwrap_or_default()
 }
 
 /// The `Content-Type` of the request, if readable.
@@ -71,7 +119,12 @@ fn decode_form(text: &str) -> Option<String> {
         match bytes[i] {
             b'+' => out.push(b' '),
             b'%' => {
-                let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
+                // Two hex digits exactly: from_str_radix would accept "+A".
+                let (high, low) = (bytes.get(i + 1)?, bytes.get(i + 2)?);
+                if !high.is_ascii_hexdigit() || !low.is_ascii_hexdigit() {
+                    return None;
+                }
+                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).ok()?;
                 out.push(u8::from_str_radix(hex, 16).ok()?);
                 i += 2;
             }
@@ -88,23 +141,39 @@ mod tests {
 
     const FORM: Option<&str> = Some("application/x-www-form-urlencoded; charset=utf-8");
 
+    fn values(body: &[u8], content_type: Option<&str>) -> Vec<String> {
+        form_field_values(body, content_type, "username")
+    }
+
     #[test]
     fn form_fields() {
-        assert_eq!(form_field(b"username=alice&password=x", FORM, "username").as_deref(), Some("alice"));
-        assert_eq!(form_field(b"password=x&username=a%40b.c+d", FORM, "username").as_deref(), Some("a@b.c d"));
-        assert_eq!(form_field(b"user%6eame=bob", FORM, "username").as_deref(), Some("bob"));
-        assert_eq!(form_field(b"password=x", FORM, "username"), None);
-        assert_eq!(form_field(b"username=%zz", FORM, "username"), None);
-        assert_eq!(form_field(b"username=alice", Some("text/plain"), "username"), None);
-        assert_eq!(form_field(b"username=alice", None, "username"), None);
+        assert_eq!(values(b"username=alice&password=x", FORM), ["alice"]);
+        assert_eq!(values(b"password=x&username=a%40b.c+d", FORM), ["a@b.c d"]);
+        assert_eq!(values(b"user%6eame=bob", FORM), ["bob"]);
+        assert!(values(b"password=x", FORM).is_empty());
+        assert!(values(b"username=%zz", FORM).is_empty());
+        assert!(values(b"username=%+61lice", FORM).is_empty(), "a sign is not a hex digit");
+        assert!(values(b"username=alice", Some("text/plain")).is_empty());
+        assert!(values(b"username=alice", None).is_empty());
+    }
+
+    #[test]
+    fn every_value_of_a_repeated_field_counts() {
+        assert_eq!(values(b"username=decoy&password=x&username=victim", FORM), ["decoy", "victim"]);
+        assert_eq!(values(b"username=a&username=a", FORM), ["a"]);
+        let many: String = (0..10).map(|n| format!("username=u{n}&")).collect();
+        assert_eq!(values(many.as_bytes(), FORM).len(), MAX_FIELD_VALUES);
+        let json = Some("application/json");
+        assert_eq!(values(br#"{"username":"victim","username":"decoy"}"#, json), ["victim", "decoy"]);
     }
 
     #[test]
     fn json_fields() {
-        let json = Some("application/json");
-        assert_eq!(form_field(br#"{"username":"alice","password":"x"}"#, json, "username").as_deref(), Some("alice"));
-        assert_eq!(form_field(br#"{"username":42}"#, json, "username").as_deref(), Some("42"));
-        assert_eq!(form_field(br#"{"username":{"a":1}}"#, json, "username"), None);
-        assert_eq!(form_field(b"not json", json, "username"), None);
+        let json = Some("application/json; charset=utf-8");
+        assert_eq!(values(br#"{"username":"alice","password":"x"}"#, json), ["alice"]);
+        assert_eq!(values(br#"{"username":42}"#, json), ["42"]);
+        assert!(values(br#"{"username":{"a":1}}"#, json).is_empty());
+        assert!(values(b"not json", json).is_empty());
+        assert!(values(b"[1,2]", json).is_empty());
     }
 }
