@@ -35,20 +35,18 @@ pub async fn read_small_body(session: &mut Session) -> Option<Bytes> {
     tokio::time::timeout(READ_TIMEOUT, read).await.ok().flatten()
 }
 
-/// Most distinct values of one field a login body may carry; a body with
-/// more counts against the first ones only.
-pub const MAX_FIELD_VALUES: usize = 4;
-
 /// The distinct values of `field` in a form-urlencoded or JSON body.
 ///
 /// A field may appear more than once (`username=decoy&username=victim`), and
 /// frameworks disagree on which one they use: the request counts against
-/// every value, so a decoy cannot steer it away from the victim's limit.
+/// every value, so no number of decoys steers it away from the victim's
+/// limit. The body is at most [`MAX_BODY_BYTES`], which bounds the count.
 pub fn form_field_values(body: &[u8], content_type: Option<&str>, field: &str) -> Vec<String> {
     let Some(media_type) = content_type.and_then(|c| c.split(';').next()) else { return Vec::new() };
     let mut values: Vec<String> = Vec::new();
+    let mut seen = std::collections::HashSet::new();
     let mut add = |value: String| {
-        if values.len() < MAX_FIELD_VALUES && !values.contains(&value) {
+        if seen.insert(value.clone()) {
             values.push(value);
         }
     };
@@ -161,8 +159,10 @@ mod tests {
     fn every_value_of_a_repeated_field_counts() {
         assert_eq!(values(b"username=decoy&password=x&username=victim", FORM), ["decoy", "victim"]);
         assert_eq!(values(b"username=a&username=a", FORM), ["a"]);
-        let many: String = (0..10).map(|n| format!("username=u{n}&")).collect();
-        assert_eq!(values(many.as_bytes(), FORM).len(), MAX_FIELD_VALUES);
+        let many: String = (0..10).map(|n| format!("username=u{n}&")).collect::<String>() + "username=victim";
+        let found = values(many.as_bytes(), FORM);
+        assert_eq!(found.len(), 11);
+        assert_eq!(found.last().map(String::as_str), Some("victim"));
         let json = Some("application/json");
         assert_eq!(values(br#"{"username":"victim","username":"decoy"}"#, json), ["victim", "decoy"]);
     }
