@@ -184,6 +184,9 @@ pub fn parse_discovery(body: &[u8], expected_issuer: &str) -> Result<Discovered,
         #[serde(default)]
         introspection_endpoint: Option<String>,
     }
+    if !crate::auth::peek::is_json_object(body) {
+        return Err(FetchError::Invalid("discovery document is not a JSON object".into()));
+    }
     let document: Document =
         serde_json::from_slice(body).map_err(|e| FetchError::Invalid(format!("discovery document: {e}")))?;
     if document.issuer != expected_issuer {
@@ -450,6 +453,7 @@ mod tests {
         assert_eq!(found.introspection_endpoint.as_deref(), Some("https://a.example.com/i"));
         assert!(parse_discovery(body, "https://b.example.com").is_err());
         assert!(parse_discovery(br#"{"issuer":"x"}"#, "x").is_err());
+        assert!(parse_discovery(br#"["x", "https://x/jwks", null]"#, "x").is_err());
         assert!(parse_discovery(br#"{"issuer":"x","jwks_uri":"file:///etc/passwd"}"#, "x").is_err());
     }
 

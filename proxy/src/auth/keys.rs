@@ -104,6 +104,9 @@ impl KeySet {
         struct Document {
             keys: Vec<serde_json::Value>,
         }
+        if !super::peek::is_json_object(document) {
+            return Err(JwksError::NotJwks);
+        }
         let document: Document = serde_json::from_slice(document).map_err(|_| JwksError::NotJwks)?;
         let mut keys = Vec::new();
         let mut skipped = 0;
@@ -219,6 +222,10 @@ mod tests {
     fn refuses_documents_without_usable_keys() {
         assert_eq!(KeySet::from_jwks(b"[]", &[Algorithm::RS256]).unwrap_err(), JwksError::NotJwks);
         assert_eq!(KeySet::from_jwks(b"{}", &[Algorithm::RS256]).unwrap_err(), JwksError::NotJwks);
+        // serde reads a struct from an array too: `[[key]]` is not a JWKS
+        // (fuzz/regressions/jwks/keys-in-a-json-array).
+        let array = format!("[[{}]]", rsa_jwk("a", ""));
+        assert_eq!(KeySet::from_jwks(array.as_bytes(), &[Algorithm::RS256]).unwrap_err(), JwksError::NotJwks);
         assert_eq!(
             KeySet::from_jwks(b"{\"keys\":[]}", &[Algorithm::RS256]).unwrap_err(),
             JwksError::NoUsableKey { skipped: 0 }

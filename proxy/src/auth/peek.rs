@@ -65,12 +65,12 @@ pub fn split(token: &str) -> Result<[&str; 3], PeekError> {
 pub fn peek(token: &str) -> Result<Peeked, PeekError> {
     let [header, payload, _signature] = split(token)?;
     let header = decode_part(header)?;
-    if !is_object(&header) {
+    if !is_json_object(&header) {
         return Err(PeekError::BadHeader);
     }
     let header: JoseHeader = serde_json::from_slice(&header).map_err(|_| PeekError::BadHeader)?;
     let payload = decode_part(payload)?;
-    if !is_object(&payload) {
+    if !is_json_object(&payload) {
         return Err(PeekError::BadPayload);
     }
     let payload: IssuerOnly = serde_json::from_slice(&payload).map_err(|_| PeekError::BadPayload)?;
@@ -81,8 +81,9 @@ pub fn peek(token: &str) -> Result<Peeked, PeekError> {
     Ok(Peeked { header, issuer })
 }
 
-/// serde would happily read a struct from a JSON array; JOSE parts are objects.
-fn is_object(json: &[u8]) -> bool {
+/// serde would happily read a struct from a JSON array (fields in order);
+/// JOSE parts, JWKS and discovery documents are objects, so check first.
+pub(crate) fn is_json_object(json: &[u8]) -> bool {
     json.trim_ascii_start().first() == Some(&b'{')
 }
 
