@@ -51,6 +51,19 @@ pub fn from_query(value: &str, max_bytes: usize) -> Result<&str, BearerError> {
     token(value, max_bytes)
 }
 
+/// The characters of a b64token body, as a table: every byte of every token
+/// is checked, and a lookup is a few times cheaper than the comparisons.
+const B64TOKEN_CHAR: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        table[b] = c.is_ascii_alphanumeric() || matches!(c, b'-' | b'.' | b'_' | b'~' | b'+' | b'/');
+        b += 1;
+    }
+    table
+};
+
 /// RFC 6750 b64token: `1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="`.
 fn token(value: &str, max_bytes: usize) -> Result<&str, BearerError> {
     if value.is_empty() {
@@ -60,8 +73,7 @@ fn token(value: &str, max_bytes: usize) -> Result<&str, BearerError> {
         return Err(BearerError::TooLarge);
     }
     let body = value.trim_end_matches('=');
-    let valid = !body.is_empty()
-        && body.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/'));
+    let valid = !body.is_empty() && body.bytes().all(|b| B64TOKEN_CHAR[usize::from(b)]);
     if !valid {
         return Err(BearerError::Malformed);
     }
@@ -91,6 +103,14 @@ mod tests {
         assert_eq!(parse(&[]), Ok(None));
         assert_eq!(parse(&["Basic dXNlcjpwYXNz"]), Ok(None));
         assert_eq!(parse(&["Bearerx abc"]), Ok(None));
+    }
+
+    #[test]
+    fn the_character_table_is_rfc_6750_b64token() {
+        for b in 0..=255u8 {
+            let expected = b.is_ascii_alphanumeric() || b"-._~+/".contains(&b);
+            assert_eq!(B64TOKEN_CHAR[usize::from(b)], expected, "byte {b:#04x}");
+        }
     }
 
     #[test]
