@@ -48,8 +48,12 @@ SCENARIOS = [
     ("one-token", "one valid token repeated", "/api/hello", "single"),
     ("10k-tokens", "10,000 distinct valid tokens rotating", "/api/hello", "rotate"),
     ("bad-signature", "invalid-signature flood (every token distinct, never repeated)", "/api/hello", "forge"),
+    # The floor of answering locally: what an authenticating proxy's 401
+    # costs without any crypto (bad-signature adds one RSA verification).
+    ("no-token", "protected route without a token (answered 401 by the authenticating proxies)", "/api/hello", "none"),
 ]
-PROTECTED = ["one-token", "10k-tokens", "bad-signature"]
+PROTECTED = ["one-token", "10k-tokens", "bad-signature", "no-token"]
+REJECTED = {"bad-signature", "no-token"}
 
 # name, label, verifies tokens?
 PROXIES = [
@@ -409,7 +413,7 @@ def wrk(port: int, path: str, mode: str, work: Path, seconds: float, connections
 
 def answers(proxy: str, scenario: str, r: dict) -> tuple[str, bool]:
     """What the responses were, and whether that is what this proxy should answer."""
-    expect_reject = proxy in ENFORCING and scenario == "bad-signature"
+    expect_reject = proxy in ENFORCING and scenario in REJECTED
     if r["requests"] == 0:
         return "no responses", False
     if r["non2xx"] == 0:

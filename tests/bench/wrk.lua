@@ -7,6 +7,10 @@
 --                           BENCH_TOKENS with the signature of another, a
 --                           different pair on every request (10^8 pairs), so
 --                           no cache, positive or negative, can answer one
+--                   stream  the tokens of BENCH_TOKENS in turn, requests not kept
+--                           (memory.py: a million tokens, each sent once)
+--                   clients no token; X-Forwarded-For names a new client
+--                           address on every request (10.0.0.0/8, 16.7M of them)
 -- BENCH_TOKENS      file of tokens, one a line
 -- BENCH_OFFSET      where the request counter starts (default 0): lets a
 --                   measurement continue where its warm-up stopped, so that
@@ -71,6 +75,20 @@ elseif mode == "rotate" then
       requests[i] = r
     end
     return r
+  end
+elseif mode == "stream" then
+  load_tokens()
+  request = function()
+    counter = counter + 1
+    return prefix .. tokens[(counter % n) + 1] .. suffix
+  end
+elseif mode == "clients" then
+  request = function()
+    counter = counter + 1
+    local c = counter % 16777216
+    return wrk.method .. " " .. wrk.path .. " HTTP/1.1\r\nHost: " .. wrk.headers["Host"]
+      .. "\r\nX-Forwarded-For: 10." .. math.floor(c / 65536) .. "." .. (math.floor(c / 256) % 256)
+      .. "." .. (c % 256) .. "\r\n\r\n"
   end
 elseif mode == "forge" then
   load_tokens()
