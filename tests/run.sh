@@ -34,4 +34,10 @@ cargo build --workspace --all-targets --locked
 step "unit, property and end-to-end tests"
 cargo nextest run --workspace --locked --no-fail-fast
 
+# Replays every input that once broke an invariant, then fuzzes each target
+# for FUZZ_SECONDS (default 15; 0 replays only). Its own build: libFuzzer
+# instrumentation, in fuzz/target.
+step "fuzzing: kept regression inputs, then ${FUZZ_SECONDS:-15}s per target"
+bash fuzz/run.sh "${FUZZ_SECONDS:-15}"
+
 step "done in $(( $(date +%s) - start ))s"
