@@ -448,7 +448,9 @@ def build_report(meta: dict, results: dict, status: dict, rss: dict, checks: dic
     lines.append(
         f"{meta['cpu']} · {meta['cores']} cores · Linux {meta['kernel']} · each proxy 1 thread on core {PROXY_CORE}, "
         f"wrk (`-t1 -c{meta['connections']}`) and the upstream nginx on core {LOAD_CORE} · "
-        f"{meta['duration']} s per run after {meta['warmup']} s warm-up · loopback"
+        f"{meta['duration']} s per run after {meta['warmup']} s warm-up"
+        + (f", median of {meta['rounds']} interleaved rounds" if meta.get("rounds", 1) > 1 else "")
+        + " · loopback"
     )
     lines.append(
         f"Peers: {meta['versions']['nginx']}, {meta['versions']['haproxy']}, {meta['versions']['wrk']}; "
@@ -474,8 +476,9 @@ def build_report(meta: dict, results: dict, status: dict, rss: dict, checks: dic
     lines.append("")
     lines.append("## Results")
     lines.append("")
-    lines.append("| proxy | scenario | req/s | p50 ms | p99 ms | answers |")
-    lines.append("|---|---|---:|---:|---:|---|")
+    per_round = meta.get("rounds", 1) > 1
+    lines.append("| proxy | scenario | req/s | p50 ms | p99 ms | answers |" + (" req/s by round |" if per_round else ""))
+    lines.append("|---|---|---:|---:|---:|---|" + ("---|" if per_round else ""))
     for scenario, slabel, _, _ in SCENARIOS:
         for proxy, plabel, _ in PROXIES:
             if (proxy, scenario) in results:
@@ -484,6 +487,7 @@ def build_report(meta: dict, results: dict, status: dict, rss: dict, checks: dic
                 lines.append(
                     f"| {plabel} | {scenario} | {fmt_rps(r['rps'])} | {ms(r['p50_us'])} | {ms(r['p99_us'])} | "
                     f"{r['answers']}{flag} |"
+                    + (f" {' / '.join(fmt_rps(v) for v in r.get('rounds_rps', []))} |" if per_round else "")
                 )
             elif proxy in status and scenario in meta["scenarios"]:
                 lines.append(f"| {plabel} | {scenario} | {status[proxy]} | | | |")
@@ -610,6 +614,7 @@ def machine_meta(args) -> dict:
         "loadavg_start": Path("/proc/loadavg").read_text().split()[0],
         "duration": args.duration,
         "warmup": args.warmup,
+        "rounds": getattr(args, "rounds", 1),
         "connections": args.connections,
         "quick": args.quick,
         "portcullis_commit": commit,
@@ -627,6 +632,8 @@ def main() -> int:
     ap.add_argument("--warmup", type=float, default=3, help="seconds of the same load before each measurement (default 3)")
     ap.add_argument("--connections", type=int, default=64, help="wrk connections (default 64)")
     ap.add_argument("--quick", action="store_true", help="smoke run: 2 s per run, 1 s warm-up")
+    ap.add_argument("--rounds", type=int, default=1,
+                    help="measure every proxy and scenario this many times, interleaved; report the median (default 1)")
     ap.add_argument("--out", help="directory for results.md / results.json (default: a new temporary directory)")
     ap.add_argument("--proxies", help="comma-separated subset of: " + ",".join(p for p, *_ in PROXIES))
     ap.add_argument("--scenarios", help="comma-separated subset of: " + ",".join(s for s, *_ in SCENARIOS))
@@ -771,38 +778,63 @@ def run(args, proxies, scenarios, work: Path, out_dir: Path, procs: Processes, m
         if failed:
             status_of[proxy] = "not measured (enforcement check failed)" if proxy in ENFORCING else "not measured (check failed)"
 
-    results: dict[tuple[str, str], dict] = {}
-    rss: dict[str, dict[str, int]] = {}
-    for proxy in proxies:
-        if proxy in status_of or proxy not in pids:
-            continue
-        rss[proxy] = {"idle_after_start": rss_kib(pids[proxy])}
+    # Scenario by scenario, the proxies one after another, `--rounds` times
+    # over: a machine whose speed drifts (a cloud VM's neighbours) shifts
+    # every proxy alike instead of whichever ran last. Each (proxy, scenario)
+    # reports the round with its median requests/s.
+    measured = [p for p in proxies if p not in status_of and p in pids]
+    rss: dict[str, dict[str, int]] = {p: {"idle_after_start": rss_kib(pids[p])} for p in measured}
+    rounds_of: dict[tuple[str, str], list[dict]] = {}
+    offsets: dict[tuple[str, str], int] = {}
+    for round_no in range(1, args.rounds + 1):
+        if args.rounds > 1:
+            log(f"==> round {round_no} of {args.rounds}")
         for scenario, _, path, mode in scenarios:
-            if not procs.alive(proxy):
-                status_of[proxy] = f"crashed before {scenario}"
-                log(f"    {proxy} is no longer running (exit {procs.procs[proxy].returncode}):\n{procs.log_tail(proxy)}")
-                break
-            try:
-                # The measurement continues the warm-up's request sequence:
-                # with forged tokens it never replays one. With 10k tokens the
-                # warm-up goes on until every token has been sent once, so
-                # what is measured is the steady state of 10,000 active users.
-                sent, rounds = 0, 0
-                while args.warmup > 0 and rounds < 6 and (rounds == 0 or (mode == "rotate" and sent < TOKEN_COUNT)):
-                    sent += wrk(ports[proxy], path, mode, work, args.warmup, args.connections, offset=sent)["requests"]
-                    rounds += 1
-                r = wrk(ports[proxy], path, mode, work, args.duration, args.connections, offset=sent)
-                r["warmup_requests"] = sent
-            except (RuntimeError, subprocess.TimeoutExpired) as e:
-                log(f"    {proxy} / {scenario}: {e}\n{procs.log_tail(proxy)}")
-                status_of.setdefault(proxy, f"wrk failed in {scenario}")
-                continue
-            r["answers"], r["answers_ok"] = answers(proxy, scenario, r)
-            results[(proxy, scenario)] = r
-            log(f"    {LABEL[proxy]:<26} {scenario:<14} {fmt_rps(r['rps']):>8} req/s  p50 {ms(r['p50_us'])} ms  "
-                f"p99 {ms(r['p99_us'])} ms  {r['answers']}{'' if r['answers_ok'] else '  <-- unexpected'}")
-            if scenario == "10k-tokens":
-                rss[proxy]["after_10k_tokens"] = rss_kib(pids[proxy])
+            for proxy in measured:
+                if proxy in status_of:
+                    continue
+                if not procs.alive(proxy):
+                    status_of[proxy] = f"crashed before {scenario}"
+                    log(f"    {proxy} is no longer running (exit {procs.procs[proxy].returncode}):\n{procs.log_tail(proxy)}")
+                    continue
+                key = (proxy, scenario)
+                try:
+                    # The measurement continues the warm-up's request sequence
+                    # (and earlier rounds'): forged tokens are never replayed.
+                    # With 10k tokens the warm-up goes on until every token has
+                    # been sent once, so what is measured is the steady state
+                    # of 10,000 active users.
+                    sent = offsets.get(key, 0)
+                    warmed, warmups = 0, 0
+                    while args.warmup > 0 and warmups < 6 and (
+                        warmups == 0 or (mode == "rotate" and sent < TOKEN_COUNT)
+                    ):
+                        n = wrk(ports[proxy], path, mode, work, args.warmup, args.connections, offset=sent)["requests"]
+                        sent, warmed, warmups = sent + n, warmed + n, warmups + 1
+                    r = wrk(ports[proxy], path, mode, work, args.duration, args.connections, offset=sent)
+                    offsets[key] = sent + r["requests"]
+                    r["warmup_requests"] = warmed
+                except (RuntimeError, subprocess.TimeoutExpired) as e:
+                    log(f"    {proxy} / {scenario}: {e}\n{procs.log_tail(proxy)}")
+                    status_of.setdefault(proxy, f"wrk failed in {scenario}")
+                    continue
+                r["answers"], r["answers_ok"] = answers(proxy, scenario, r)
+                rounds_of.setdefault(key, []).append(r)
+                log(f"    {LABEL[proxy]:<26} {scenario:<14} {fmt_rps(r['rps']):>8} req/s  p50 {ms(r['p50_us'])} ms  "
+                    f"p99 {ms(r['p99_us'])} ms  {r['answers']}{'' if r['answers_ok'] else '  <-- unexpected'}")
+                if scenario == "10k-tokens" and round_no == 1:
+                    rss[proxy]["after_10k_tokens"] = rss_kib(pids[proxy])
+
+    results: dict[tuple[str, str], dict] = {}
+    for key, runs in rounds_of.items():
+        by_rps = sorted(runs, key=lambda r: r["rps"])
+        median = dict(by_rps[(len(by_rps) - 1) // 2])
+        median["rounds_rps"] = [r["rps"] for r in runs]
+        median["answers_ok"] = all(r["answers_ok"] for r in runs)
+        if not median["answers_ok"]:
+            median["answers"] = next(r["answers"] for r in runs if not r["answers_ok"])
+        results[key] = median
+    for proxy in measured:
         if procs.alive(proxy):
             rss[proxy]["at_end"] = rss_kib(pids[proxy])
         else:

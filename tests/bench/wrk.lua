@@ -10,7 +10,8 @@
 --                   stream  the tokens of BENCH_TOKENS in turn, requests not kept
 --                           (memory.py: a million tokens, each sent once)
 --                   clients no token; X-Forwarded-For names a new client
---                           address on every request (10.0.0.0/8, 16.7M of them)
+--                           address on every request (10.0.0.0/8), the first
+--                           BENCH_CLIENTS of them in turn (default 16,777,216)
 -- BENCH_TOKENS      file of tokens, one a line
 -- BENCH_OFFSET      where the request counter starts (default 0): lets a
 --                   measurement continue where its warm-up stopped, so that
@@ -83,9 +84,10 @@ elseif mode == "stream" then
     return prefix .. tokens[(counter % n) + 1] .. suffix
   end
 elseif mode == "clients" then
+  local clients = math.min(tonumber(os.getenv("BENCH_CLIENTS") or "16777216"), 16777216)
   request = function()
     counter = counter + 1
-    local c = counter % 16777216
+    local c = counter % clients
     return wrk.method .. " " .. wrk.path .. " HTTP/1.1\r\nHost: " .. wrk.headers["Host"]
       .. "\r\nX-Forwarded-For: 10." .. math.floor(c / 65536) .. "." .. (math.floor(c / 256) % 256)
       .. "." .. (c % 256) .. "\r\n\r\n"
