@@ -35,10 +35,10 @@ step "unit, property and end-to-end tests"
 cargo nextest run --workspace --locked --no-fail-fast
 
 # Replays every input that once broke an invariant, then fuzzes each target
-# for FUZZ_SECONDS (default 30; 0 replays only), as many at once as there
+# for FUZZ_SECONDS (default 60; 0 replays only), as many at once as there
 # are cores. Its own build: libFuzzer instrumentation, in fuzz/target.
 export FUZZ_JOBS="${FUZZ_JOBS:-$(nproc)}"
-step "fuzzing: kept regression inputs, then ${FUZZ_SECONDS:-30}s per target, $FUZZ_JOBS at a time"
-bash fuzz/run.sh "${FUZZ_SECONDS:-30}"
+step "fuzzing: kept regression inputs, then ${FUZZ_SECONDS:-60}s per target, $FUZZ_JOBS at a time"
+bash fuzz/run.sh "${FUZZ_SECONDS:-60}"
 
 step "done in $(( $(date +%s) - start ))s"
