@@ -15,7 +15,7 @@ mod table;
 
 pub use decide::{decide, Decision, Principal, ScopeSet};
 pub use host::{normalize_host, HostError};
-pub use path::{is_canonical_literal, normalize, NormalizedPath, PathError, Segments, MAX_PATH_BYTES};
+pub use path::{hex_value, is_canonical_literal, normalize, NormalizedPath, PathError, Segments, MAX_PATH_BYTES};
 pub use pattern::{PathPattern, PatternError, Segment};
 pub use route::{Access, HostPattern, HostSet, IssuerId, Method, MethodSet, Requirement, Route, RouteSpec};
 pub use table::{RouteTable, Shadowed};

@@ -139,7 +139,8 @@ pub fn is_canonical_literal(byte: u8) -> bool {
     class(byte) == Class::Literal
 }
 
-fn hex_value(byte: u8) -> Option<u8> {
+/// The value of one hex digit of a `%XX` escape (RFC 3986 HEXDIG, either case).
+pub fn hex_value(byte: u8) -> Option<u8> {
     match byte {
         b'0'..=b'9' => Some(byte - b'0'),
         b'a'..=b'f' => Some(byte - b'a' + 10),

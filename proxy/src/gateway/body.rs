@@ -117,13 +117,9 @@ fn decode_form(text: &str) -> Option<String> {
         match bytes[i] {
             b'+' => out.push(b' '),
             b'%' => {
-                // Two hex digits exactly: from_str_radix would accept "+A".
-                let (high, low) = (bytes.get(i + 1)?, bytes.get(i + 2)?);
-                if !high.is_ascii_hexdigit() || !low.is_ascii_hexdigit() {
-                    return None;
-                }
-                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).ok()?;
-                out.push(u8::from_str_radix(hex, 16).ok()?);
+                let high = policy::hex_value(*bytes.get(i + 1)?)?;
+                let low = policy::hex_value(*bytes.get(i + 2)?)?;
+                out.push(high << 4 | low);
                 i += 2;
             }
             other => out.push(other),
