@@ -77,39 +77,37 @@ fn strip_identity_headers(request: &mut RequestHeader, identities: &[HeaderName]
     for name in doomed {
         request.remove_header(&name);
     }
-    let connection: Vec<HeaderValue> = request.headers.get_all(CONNECTION).iter().cloned().collect();
-    if connection.is_empty() {
+    // Most requests carry no Connection header naming an identity header
+    // (or unreadable): look first, rebuild only when one must go.
+    let names_one = |value: &HeaderValue| match value.to_str() {
+        Ok(text) => text.split(',').any(|token| is_identity(token.trim(), identities)),
+        Err(_) => true,
+    };
+    if !request.headers.get_all(CONNECTION).iter().any(names_one) {
         return Ok(());
     }
-    let mut kept: Vec<&str> = Vec::new();
-    let mut changed = false;
-    for value in &connection {
-        let Ok(text) = value.to_str() else {
-            changed = true;
-            continue;
-        };
-        for token in text.split(',').map(str::trim).filter(|t| !t.is_empty()) {
-            if is_identity(token, identities) {
-                changed = true;
-            } else {
-                kept.push(token);
-            }
-        }
+    let mut kept: Vec<String> = Vec::new();
+    for text in request.headers.get_all(CONNECTION).iter().filter_map(|v| v.to_str().ok()) {
+        let tokens = text.split(',').map(str::trim).filter(|t| !t.is_empty() && !is_identity(t, identities));
+        kept.extend(tokens.map(str::to_owned));
     }
-    if changed {
-        request.remove_header(&CONNECTION);
-        if !kept.is_empty() {
-            request.insert_header(CONNECTION, kept.join(", "))?;
-        }
+    request.remove_header(&CONNECTION);
+    if !kept.is_empty() {
+        request.insert_header(CONNECTION, kept.join(", "))?;
     }
     Ok(())
 }
 
 fn append_forwarded_for(request: &mut RequestHeader, ip: std::net::IpAddr) -> Result<()> {
+    use std::fmt::Write;
     const XFF: &str = "x-forwarded-for";
-    let existing: Vec<String> =
-        request.headers.get_all(XFF).iter().filter_map(|v| v.to_str().ok()).map(str::to_owned).collect();
-    let value = if existing.is_empty() { ip.to_string() } else { format!("{}, {ip}", existing.join(", ")) };
+    // One string: the hops the client sent (readable ones), then this one.
+    let mut value = String::new();
+    for hop in request.headers.get_all(XFF).iter().filter_map(|v| v.to_str().ok()) {
+        value.push_str(hop);
+        value.push_str(", ");
+    }
+    let _ = write!(value, "{ip}"); // writing to a String cannot fail
     request.insert_header(XFF, value)?;
     Ok(())
 }
