@@ -281,6 +281,13 @@ impl KeyStore {
         self.current.load_full()
     }
 
+    /// Whether the current key set still holds the key with this
+    /// fingerprint. Checked on every cache hit: a borrow of the current set,
+    /// not a reference count taken and dropped.
+    pub fn publishes(&self, key_id: u64) -> bool {
+        self.current.load().as_ref().is_some_and(|keys| keys.contains(key_id))
+    }
+
     pub fn status(&self) -> KeyStatus {
         self.status.lock().map(|s| s.clone()).unwrap_or_default()
     }

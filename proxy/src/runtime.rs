@@ -184,6 +184,11 @@ impl Runtime {
         })
     }
 
+    /// The upstream a matched route forwards to.
+    pub fn upstream_of(&self, route: usize) -> Option<&UpstreamTarget> {
+        self.upstreams.get(self.routes.routes().get(route)?.upstream)
+    }
+
     /// Every issuer has keys (or can introspect): the readiness condition.
     pub fn unready_issuers(&self) -> Vec<String> {
         self.auth

@@ -221,7 +221,7 @@ impl Authenticator {
         }
         match identity.key_id {
             None => true,
-            Some(id) => state.keys.keys().is_some_and(|keys| keys.contains(id)),
+            Some(id) => state.keys.publishes(id),
         }
     }
 

@@ -57,11 +57,7 @@ impl ProxyHttp for Gateway {
     }
 
     async fn upstream_peer(&self, _session: &mut Session, ctx: &mut RequestCtx) -> Result<Box<HttpPeer>> {
-        let target = ctx
-            .runtime
-            .as_ref()
-            .zip(ctx.route)
-            .and_then(|(runtime, route)| runtime.upstreams.get(runtime.routes.routes()[route].upstream));
+        let target = ctx.runtime.as_ref().zip(ctx.route).and_then(|(runtime, route)| runtime.upstream_of(route));
         match target {
             Some(target) => Ok(upstream::peer(target)),
             // Admission only lets matched routes through; this is unreachable
@@ -88,11 +84,10 @@ impl ProxyHttp for Gateway {
         upstream_response: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
-        if let Some((runtime, route)) = ctx.runtime.as_ref().zip(ctx.route) {
-            let upstream = runtime.routes.routes()[route].upstream;
-            if let Some(target) = runtime.upstreams.get(upstream) {
-                target.count_status(upstream_response.status.as_u16());
-            }
+        if let Some(target) =
+            ctx.runtime.as_ref().zip(ctx.route).and_then(|(runtime, route)| runtime.upstream_of(route))
+        {
+            target.count_status(upstream_response.status.as_u16());
         }
         Ok(())
     }
