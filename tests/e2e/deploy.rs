@@ -1171,6 +1171,14 @@ fn kubernetes_manifests_have_the_basics() {
 
 // ------------------------------------------------------------------ Compose and Docker
 
+/// The file on the host that a compose service sees at `in_container`,
+/// through one of its `volumes` (paths relative to the compose file's `dir`).
+fn mounted_file(dir: &Path, service: &Value, in_container: &str) -> Option<PathBuf> {
+    array_at(service, &["volumes"]).iter().filter_map(Value::as_str).map(volume_parts).find_map(|(source, target)| {
+        Path::new(in_container).strip_prefix(target).ok().map(|rest| dir.join(source).join(rest))
+    })
+}
+
 /// (source, target) of a short-syntax volume `src:dst[:mode]`.
 fn volume_parts(volume: &str) -> (&str, &str) {
     let mut parts = volume.splitn(3, ':');
@@ -1208,13 +1216,7 @@ fn compose_file_is_wired_to_real_files_and_ports() {
         let portcullis = services.get("portcullis").expect("a portcullis service");
         let command: Vec<&str> = array_at(portcullis, &["command"]).iter().filter_map(Value::as_str).collect();
         let config_in_container = command.windows(2).find(|w| w[0] == "-c").map(|w| w[1]).expect("-c FILE");
-        let config_file = array_at(portcullis, &["volumes"])
-            .iter()
-            .filter_map(Value::as_str)
-            .map(volume_parts)
-            .find_map(|(source, target)| {
-                Path::new(config_in_container).strip_prefix(target).ok().map(|rest| dir.join(source).join(rest))
-            })
+        let config_file = mounted_file(dir, portcullis, config_in_container)
             .unwrap_or_else(|| panic!("{origin}: {config_in_container} is not in a mounted directory"));
         let config = parse_yaml(&read(&config_file)).expect("config parses").remove(0);
         let admin = port_of(str_at(&config, &["admin_listen"]).expect("admin_listen"));
@@ -1229,13 +1231,7 @@ fn compose_file_is_wired_to_real_files_and_ports() {
             .filter_map(Value::as_str)
             .find_map(|a| a.strip_prefix("--config.file="))
             .expect("--config.file");
-        let prometheus_file = array_at(prometheus, &["volumes"])
-            .iter()
-            .filter_map(Value::as_str)
-            .map(volume_parts)
-            .find_map(|(source, target)| {
-                Path::new(config_flag).strip_prefix(target).ok().map(|rest| dir.join(source).join(rest))
-            })
+        let prometheus_file = mounted_file(dir, prometheus, config_flag)
             .unwrap_or_else(|| panic!("{origin}: {config_flag} is not mounted"));
         let prometheus_config = parse_yaml(&read(&prometheus_file)).expect("prometheus config").remove(0);
         let target = format!("portcullis:{admin}");
