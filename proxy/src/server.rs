@@ -57,6 +57,13 @@ pub fn serve(launch: Launch) -> anyhow::Result<()> {
     });
     let listen = config.listen;
     let admin_listen = config.admin_listen;
+    // Pingora binds inside a service thread and only panics there when an
+    // address is taken, leaving a process that runs but never listens.
+    // Trying the addresses first turns the common case into a clear exit.
+    ensure_can_listen("listen", listen)?;
+    if let Some(admin) = admin_listen {
+        ensure_can_listen("admin_listen", admin)?;
+    }
     let threads = config.threads;
     let grace = config.shutdown_grace;
     let runtime = Runtime::build(config, None, &shared)?;
@@ -117,6 +124,12 @@ pub fn serve(launch: Launch) -> anyhow::Result<()> {
     drop(idp_runtime);
     tracing::info!("portcullis stopped");
     Ok(())
+}
+
+/// Fail with the address and the reason when `address` cannot be bound.
+/// The probe socket is closed at once; Pingora binds it again moments later.
+fn ensure_can_listen(setting: &str, address: std::net::SocketAddr) -> anyhow::Result<()> {
+    std::net::TcpListener::bind(address).map(drop).with_context(|| format!("{setting}: cannot listen on {address}"))
 }
 
 /// SIGTERM (and SIGQUIT: portcullis does not do binary upgrades) stop
