@@ -172,15 +172,34 @@ pub fn run(port: u16) -> anyhow::Result<()> {
         config_path: None,
         extra_services: Vec::new(),
         on_ready: Some(Box::new(move || {
-            // Let the listeners come up before inviting curl.
+            // Invite curl only once the proxy really accepts connections.
             std::thread::spawn(move || {
-                std::thread::sleep(Duration::from_millis(300));
-                println!("{banner}");
+                if wait_for_listener(port, LISTENER_WAIT) {
+                    println!("{banner}");
+                } else {
+                    eprintln!("the demo proxy did not start listening on 127.0.0.1:{port}");
+                }
             });
         })),
     });
     drop(demo_runtime);
     result
+}
+
+/// How long the banner waits for the proxy's listener.
+const LISTENER_WAIT: Duration = Duration::from_secs(30);
+
+/// Whether 127.0.0.1:`port` accepts a connection within `timeout`.
+fn wait_for_listener(port: u16, timeout: Duration) -> bool {
+    let address = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let deadline = std::time::Instant::now() + timeout;
+    while std::time::Instant::now() < deadline {
+        if std::net::TcpStream::connect_timeout(&address, Duration::from_millis(200)).is_ok() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    false
 }
 
 struct Tokens {
