@@ -28,11 +28,17 @@ pub struct Reloader {
     config_path: PathBuf,
     current: Current,
     shared: Arc<Shared>,
+    /// The files as they were when the running configuration was loaded.
+    at_load: Snapshot,
 }
 
 impl Reloader {
+    /// Call right after loading the configuration that `current` holds: a
+    /// change from then until the watcher is armed is still noticed.
     pub fn new(config_path: PathBuf, current: Current, shared: Arc<Shared>) -> Reloader {
-        Reloader { config_path, current, shared }
+        let mut reloader = Reloader { config_path, current, shared, at_load: Snapshot(Vec::new()) };
+        reloader.at_load = reloader.snapshot();
+        reloader
     }
 
     /// Load, validate and apply the configuration. Returns whether it applied.
@@ -115,7 +121,7 @@ impl Reloader {
 }
 
 /// File contents (None when unreadable) by path.
-#[derive(PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 struct Snapshot(Vec<(Option<Vec<u8>>, PathBuf)>);
 
 #[async_trait]
@@ -138,10 +144,17 @@ impl BackgroundService for Reloader {
         };
         let mut watching = BTreeSet::new();
         self.rewatch(&mut watcher, &mut watching);
-        let mut last_seen = self.snapshot();
+        // The proxy may have been serving (and its files edited) for a while
+        // before this service started: events from then were never seen.
+        let mut last_seen = self.at_load.clone();
+        let mut missed = self.snapshot() != last_seen;
 
         loop {
             let trigger = tokio::select! {
+                () = std::future::ready(()), if missed => {
+                    missed = false;
+                    "file change"
+                }
                 _ = shutdown.changed() => return,
                 Some(()) = async { match hangups.as_mut() { Some(h) => h.recv().await, None => None } } => "SIGHUP",
                 Some(_) = events.recv() => {
