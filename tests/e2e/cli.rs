@@ -1,13 +1,13 @@
 //! The command line: `check`, `explain`, `run` with a bad file, `demo`.
 
 use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use harness::client::{get, get_with_token, request};
 use harness::fixtures::standard_config;
 use harness::proxy::{binary, run_cli};
-use harness::{free_port, loopback, wait_until};
+use harness::{free_port, free_port_block, loopback, wait_until};
 
 fn write(dir: &tempfile::TempDir, name: &str, text: &str) -> String {
     let path = dir.path().join(name);
@@ -55,6 +55,26 @@ fn run_refuses_a_bad_config_with_file_line_column_and_exits_1() {
 }
 
 #[test]
+fn run_exits_naming_a_listen_address_that_is_taken() {
+    let dir = tempfile::tempdir().unwrap();
+    let env = [(harness::fixtures::HS_ENV, harness::fixtures::HS_SECRET)];
+    for setting in ["listen", "admin_listen"] {
+        let taken = std::net::TcpListener::bind(loopback(0)).unwrap();
+        let taken_port = taken.local_addr().unwrap().port();
+        let free = free_port();
+        let (port, admin) = if setting == "listen" { (taken_port, free) } else { (free, taken_port) };
+        let config = format!(
+            "listen: \"127.0.0.1:{port}\"\nadmin_listen: \"127.0.0.1:{admin}\"\n{}",
+            standard_config("https://sso.example.com", "http://127.0.0.1:9", "")
+        );
+        let path = write(&dir, &format!("{setting}.yaml"), &config);
+        let (code, _, stderr) = run_cli(&["run", "-c", &path], &env);
+        assert_eq!(code, 1, "{stderr}");
+        assert!(stderr.contains(&format!("{setting}: cannot listen on 127.0.0.1:{taken_port}")), "{stderr}");
+    }
+}
+
+#[test]
 fn explain_names_the_route_its_requirement_and_the_answer() {
     let dir = tempfile::tempdir().unwrap();
     let config = standard_config("https://sso.example.com", "http://127.0.0.1:9", "");
@@ -78,32 +98,69 @@ fn explain_names_the_route_its_requirement_and_the_answer() {
     assert!(stdout.contains("400 invalid_request"), "{stdout}");
 }
 
+/// A running `portcullis demo`, killed when dropped.
+struct Demo {
+    child: Child,
+    port: u16,
+    lines: Vec<String>,
+}
+
+impl Drop for Demo {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Start the demo on four free ports and wait for its instructions. The ports
+/// were free a moment before the demo binds them; when another test takes
+/// one in between, the demo exits naming it and we try other ports.
+fn start_demo() -> Demo {
+    for _ in 0..3 {
+        let port = free_port_block(4);
+        let stderr = tempfile::NamedTempFile::new().unwrap();
+        let child = Command::new(binary())
+            .args(["demo", "--port", &port.to_string()])
+            .stdout(Stdio::piped())
+            .stderr(stderr.reopen().unwrap())
+            .spawn()
+            .expect("starting the demo");
+        let mut demo = Demo { child, port, lines: Vec::new() };
+        let stdout = demo.child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        let mut exited = None;
+        let ready = wait_until(Duration::from_secs(30), || {
+            while let Ok(line) = rx.try_recv() {
+                demo.lines.push(line);
+            }
+            exited = demo.child.try_wait().unwrap();
+            exited.is_some() || demo.lines.iter().any(|l| l.contains("Stop with Ctrl-C"))
+        });
+        let errors = std::fs::read_to_string(stderr.path()).unwrap_or_default();
+        match exited {
+            None if ready => return demo,
+            Some(_) if errors.contains("cannot listen") || errors.contains("port") && errors.contains("in use") => {
+                continue
+            }
+            _ => panic!(
+                "the demo printed no instructions (exit: {exited:?})\nstdout:\n{}\nstderr:\n{errors}",
+                demo.lines.join("\n")
+            ),
+        }
+    }
+    panic!("the demo found its ports taken three times in a row");
+}
+
 #[test]
 fn demo_prints_commands_that_show_200_401_403_and_429() {
-    let port = free_port();
-    // The demo takes port..port+3; make sure they were free a moment ago.
-    let mut child = Command::new(binary())
-        .args(["demo", "--port", &port.to_string()])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("starting the demo");
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    let mut lines = Vec::new();
-    let found = wait_until(Duration::from_secs(20), || {
-        while let Ok(line) = rx.try_recv() {
-            lines.push(line);
-        }
-        lines.iter().any(|l| l.contains("Stop with Ctrl-C"))
-    });
+    let demo = start_demo();
+    let (port, lines) = (demo.port, &demo.lines);
     let text = lines.join("\n");
-    assert!(found, "the demo printed no instructions:\n{text}");
     assert!(text.contains("NOT FOR PRODUCTION"), "{text}");
     let token = |name: &str| {
         lines
@@ -123,6 +180,4 @@ fn demo_prints_commands_that_show_200_401_403_and_429() {
     assert_eq!(r.status, 200);
     let statuses: Vec<u16> = (0..6).map(|_| request(proxy, "POST", "/auth/login", &[], b"").status).collect();
     assert_eq!(statuses, [200, 200, 200, 200, 200, 429]);
-    let _ = child.kill();
-    let _ = child.wait();
 }

@@ -41,6 +41,21 @@ pub fn free_port() -> u16 {
     listener.local_addr().expect("local address").port()
 }
 
+/// The first of `count` consecutive loopback ports that were all free a
+/// moment ago (for `portcullis demo`, which takes port..port+3).
+pub fn free_port_block(count: u16) -> u16 {
+    for _ in 0..200 {
+        let first = free_port();
+        let Some(last) = first.checked_add(count - 1) else { continue };
+        // Hold every port at once, so none of them is counted free twice.
+        let held: Vec<TcpListener> = (first..=last).filter_map(|port| TcpListener::bind(loopback(port)).ok()).collect();
+        if held.len() == usize::from(count) {
+            return first;
+        }
+    }
+    panic!("no {count} consecutive free loopback ports");
+}
+
 pub fn loopback(port: u16) -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], port))
 }

@@ -21,8 +21,11 @@ pub fn binary() -> &'static Path {
         let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root").to_path_buf();
         let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| workspace.join("target"), PathBuf::from);
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+        // The same selection as `cargo test --workspace`, hence the same
+        // feature set: with `-p portcullis` alone Cargo unifies features
+        // differently, rebuilds the binary and then the test run rebuilds it back.
         let status = Command::new(cargo)
-            .args(["build", "--quiet", "-p", "portcullis", "--bin", "portcullis"])
+            .args(["build", "--quiet", "--workspace", "--bins", "--tests"])
             .current_dir(&workspace)
             .status()
             .expect("running cargo build for the portcullis binary");
@@ -58,7 +61,20 @@ impl Proxy {
         Proxy::start_with(ProxyOptions { config, env: &env, wait_ready: true })
     }
 
+    /// The ports were free a moment before portcullis binds them; when
+    /// another test's connection takes one in between, portcullis exits
+    /// naming it and we start again on other ports.
     pub fn start_with(options: ProxyOptions<'_>) -> Proxy {
+        for _ in 0..3 {
+            let mut proxy = Proxy::spawn(&options);
+            if proxy.wait_started(options.wait_ready) {
+                return proxy;
+            }
+        }
+        panic!("portcullis found its ports taken three times in a row");
+    }
+
+    fn spawn(options: &ProxyOptions<'_>) -> Proxy {
         let dir = tempfile::tempdir().expect("temp dir");
         let (port, admin_port) = (free_port(), free_port());
         let config_path = dir.path().join("portcullis.yaml");
@@ -78,17 +94,20 @@ impl Proxy {
             command.env(name, value);
         }
         let child = command.spawn().expect("starting portcullis");
-        let mut proxy =
-            Proxy { child: Some(child), addr: loopback(port), admin: loopback(admin_port), dir, config_path, log_path };
-        proxy.wait_started(options.wait_ready);
-        proxy
+        Proxy { child: Some(child), addr: loopback(port), admin: loopback(admin_port), dir, config_path, log_path }
     }
 
-    fn wait_started(&mut self, ready: bool) {
+    /// Wait until the proxy answers; false when it exited because one of its
+    /// ports was taken, a panic for any other failure.
+    fn wait_started(&mut self, ready: bool) -> bool {
         let path = if ready { "/readyz" } else { "/healthz" };
+        let mut port_taken = false;
         let started = wait_until(Duration::from_secs(20), || {
             if let Some(status) = self.try_wait() {
-                panic!("portcullis exited during start ({status}):\n{}", self.logs());
+                let logs = self.logs();
+                port_taken = logs.contains("cannot listen on");
+                assert!(port_taken, "portcullis exited during start ({status}):\n{logs}");
+                return true;
             }
             TcpStream::connect_timeout(&self.addr, Duration::from_millis(200)).is_ok()
                 && crate::client::send_raw(
@@ -98,6 +117,7 @@ impl Proxy {
                 .is_ok_and(|r| r.status == 200)
         });
         assert!(started, "portcullis did not become {}:\n{}", if ready { "ready" } else { "healthy" }, self.logs());
+        !port_taken
     }
 
     /// Everything the process printed so far.
