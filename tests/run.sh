@@ -30,6 +30,8 @@ fi
 
 step "build"
 cargo build --workspace --all-targets --locked
+# The end-to-end tests run this binary instead of each asking Cargo for it.
+export PORTCULLIS_BIN="${CARGO_TARGET_DIR:-$PWD/target}/debug/portcullis"
 
 step "unit, property and end-to-end tests"
 cargo nextest run --workspace --locked --no-fail-fast
