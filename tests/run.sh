@@ -11,9 +11,8 @@ start=$(date +%s)
 step "dependency audit (RustSec)"
 python3 tests/audit.py
 
-step "formatting and lints"
+step "formatting"
 cargo fmt --all -- --check
-cargo clippy --workspace --all-targets --locked -- -D warnings
 
 step "test dependencies"
 if [ ! -f tests/idp/node_modules/oidc-provider/package.json ]; then
@@ -28,13 +27,29 @@ if ! command -v promtool >/dev/null 2>&1; then
   fi
 fi
 
-step "build"
-cargo build --workspace --all-targets --locked
+# Clippy's lints run inside the one real build: clippy-driver as the
+# compiler of the workspace's own crates, with `-D warnings` passed the way
+# `cargo clippy -- -D warnings` passes it. Same lints as `cargo clippy
+# --all-targets -- -D warnings`, but the dependency tree is compiled once, not
+# also checked in a separate metadata-only build (4m41s cold on 2 cores).
+clippy_driver="$(rustc --print sysroot)/bin/clippy-driver"
+if [ ! -x "$clippy_driver" ]; then
+  echo "clippy is missing: rustup component add clippy" >&2
+  exit 1
+fi
+linted() {
+  RUSTC_WORKSPACE_WRAPPER="$clippy_driver" \
+    CLIPPY_ARGS="-D__CLIPPY_HACKERY__warnings__CLIPPY_HACKERY__" "$@"
+}
+
+step "build, with clippy's lints as errors"
+linted cargo build --workspace --all-targets --locked
 # The end-to-end tests run this binary instead of each asking Cargo for it.
 export PORTCULLIS_BIN="${CARGO_TARGET_DIR:-$PWD/target}/debug/portcullis"
 
 step "unit, property and end-to-end tests"
-cargo nextest run --workspace --locked --no-fail-fast
+# Same wrapper, same fingerprints: nextest reuses the build above.
+linted cargo nextest run --workspace --locked --no-fail-fast
 
 # Replays every input that once broke an invariant, then fuzzes each target
 # for FUZZ_SECONDS (default 60; 0 replays only), as many at once as there
