@@ -17,7 +17,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use portcullis::auth::bearer::{from_headers, from_query, BearerError};
+use credentials::bearer::{from_headers, from_query, BearerError};
 
 const MAX: usize = 8192;
 const SMALL: usize = 16;

@@ -16,7 +16,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use portcullis::gateway::body::form_field_values;
+use credentials::form::form_field_values;
 use serde_json::Value;
 
 #[path = "common.rs"]

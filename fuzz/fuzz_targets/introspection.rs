@@ -25,8 +25,8 @@ use std::time::Duration;
 
 use config::{Algorithm, ClaimPath, Introspection, Issuer, KeySource, Secret};
 use libfuzzer_sys::fuzz_target;
-use portcullis::auth::claims;
-use portcullis::auth::introspect::{judge, Answer};
+use credentials::claims;
+use credentials::introspection::{judge, Answer};
 use serde_json::{Map, Value};
 
 const NOW: u64 = 1_800_000_000;

@@ -16,7 +16,7 @@
 
 use config::Algorithm;
 use libfuzzer_sys::fuzz_target;
-use portcullis::auth::keys::{JwksError, KeyLookup, KeySet, MAX_KEYS};
+use credentials::keys::{JwksError, KeyLookup, KeySet, MAX_KEYS};
 use serde_json::Value;
 
 #[path = "common.rs"]

@@ -6,12 +6,10 @@
 //! the JWKS, single-flight and rate-limited, when the `kid` is unknown).
 //! Tokens that are not JWS go to RFC 7662 introspection where configured.
 
-pub mod bearer;
+pub use credentials::{bearer, claims, keys, peek};
+
 pub mod cache;
-pub mod claims;
 pub mod introspect;
-pub mod keys;
-pub mod peek;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -83,7 +83,7 @@ pub fn peek(token: &str) -> Result<Peeked, PeekError> {
 
 /// serde would happily read a struct from a JSON array (fields in order);
 /// JOSE parts, JWKS and discovery documents are objects, so check first.
-pub(crate) fn is_json_object(json: &[u8]) -> bool {
+pub fn is_json_object(json: &[u8]) -> bool {
     json.trim_ascii_start().first() == Some(&b'{')
 }
 

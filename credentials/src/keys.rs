@@ -104,7 +104,7 @@ impl KeySet {
         struct Document {
             keys: Vec<serde_json::Value>,
         }
-        if !super::peek::is_json_object(document) {
+        if !crate::peek::is_json_object(document) {
             return Err(JwksError::NotJwks);
         }
         let document: Document = serde_json::from_slice(document).map_err(|_| JwksError::NotJwks)?;

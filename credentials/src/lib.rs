@@ -1,0 +1,17 @@
+//! What clients and identity providers hand portcullis, parsed and judged
+//! without I/O: the bearer token on a request, the unverified JWT header and
+//! `iss` used to pick an issuer, JWKS documents, claims, RFC 7662
+//! introspection answers and login-form fields.
+//!
+//! These are the parsers an attacker reaches first, so they live apart from
+//! the server: plain functions over bytes and JSON, unit-tested here and
+//! fuzzed (`fuzz/`) without building Pingora. The `proxy` crate's `auth`
+//! module wires them to caches, key refresh and the network.
+#![forbid(unsafe_code)]
+
+pub mod bearer;
+pub mod claims;
+pub mod form;
+pub mod introspection;
+pub mod keys;
+pub mod peek;
