@@ -257,6 +257,43 @@ fn warn_restart_only_changes(old: &config::Config, new: &config::Config) {
 mod tests {
     use super::*;
 
+    const ONE_ROUTE: &str =
+        "upstreams:\n  api:\n    url: http://127.0.0.1:9\nroutes:\n  - path: /a\n    public: true\n";
+
+    /// The window this closes: the proxy serves (and an operator edits its
+    /// file) before the reload service has armed its watcher.
+    #[tokio::test]
+    async fn an_edit_made_before_the_watcher_is_armed_is_applied() {
+        let dir = std::env::temp_dir().join(format!("portcullis-reload-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("portcullis.yaml");
+        std::fs::write(&path, ONE_ROUTE).unwrap();
+        let loaded = config::load(&path, config::Mode::Serve).unwrap();
+        let shared = Arc::new(Shared {
+            metrics: Arc::new(crate::metrics::Metrics::new()),
+            idp: Arc::new(crate::idp::IdpClient::new(tokio::runtime::Handle::current()).unwrap()),
+        });
+        let runtime = Runtime::build(loaded.config, None, &shared).unwrap();
+        let current: Current = Arc::new(arc_swap::ArcSwap::from_pointee(runtime));
+        let reloader = Arc::new(Reloader::new(path.clone(), Arc::clone(&current), shared));
+
+        std::fs::write(&path, format!("{ONE_ROUTE}  - path: /b\n    public: true\n")).unwrap();
+        let (stop, shutdown) = tokio::sync::watch::channel(false);
+        let service = tokio::spawn({
+            let reloader = Arc::clone(&reloader);
+            async move { reloader.start(shutdown).await }
+        });
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while current.load().routes.len() != 2 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let routes = current.load().routes.len();
+        let _ = stop.send(true);
+        let _ = service.await;
+        let _ = std::fs::remove_dir_all(&dir);
+        assert_eq!(routes, 2, "the edit made before the watcher started was not applied");
+    }
+
     #[test]
     fn glob_bases() {
         assert_eq!(glob_base("/etc/p/policies/*.yaml"), Some(PathBuf::from("/etc/p/policies")));
