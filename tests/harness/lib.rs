@@ -43,17 +43,29 @@ pub fn free_port() -> u16 {
 
 /// The first of `count` consecutive loopback ports that were all free a
 /// moment ago (for `portcullis demo`, which takes port..port+3).
+///
+/// Chosen below the kernel's ephemeral range: inside it, the ports next to a
+/// `bind(0)` port are the ones outgoing connections get (Linux gives odd
+/// ports to `bind(0)` and even ones to `connect()`), and after a flood test
+/// thousands of them sit in TIME_WAIT, where a listener cannot take them.
 pub fn free_port_block(count: u16) -> u16 {
-    for _ in 0..200 {
-        let first = free_port();
-        let Some(last) = first.checked_add(count - 1) else { continue };
+    use std::hash::{BuildHasher, RandomState};
+    let ephemeral_start = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|range| range.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32768);
+    let (low, high) = (ephemeral_start / 2, ephemeral_start.saturating_sub(count));
+    let random = RandomState::new();
+    for attempt in 0..500u64 {
+        let first = low + (random.hash_one(attempt) % u64::from(high - low)) as u16;
         // Hold every port at once, so none of them is counted free twice.
-        let held: Vec<TcpListener> = (first..=last).filter_map(|port| TcpListener::bind(loopback(port)).ok()).collect();
+        let held: Vec<TcpListener> =
+            (first..first + count).filter_map(|port| TcpListener::bind(loopback(port)).ok()).collect();
         if held.len() == usize::from(count) {
             return first;
         }
     }
-    panic!("no {count} consecutive free loopback ports");
+    panic!("no {count} consecutive free loopback ports below {ephemeral_start}");
 }
 
 pub fn loopback(port: u16) -> SocketAddr {
