@@ -168,7 +168,10 @@ fn a_bad_file_keeps_the_running_policy_and_names_file_line_and_column() {
     let upstream = Upstream::start("api");
     let proxy = Proxy::start(&policy(&upstream, POLICY_A));
     proxy.rewrite_config(&policy(&upstream, "  - path: /a\n    methods: [get]\n"));
-    assert!(wait_until(Duration::from_secs(5), || reloads(&proxy, "failure") == 1.0));
+    let counts = || {
+        format!("reloads: {} ok, {} failed\n{}", reloads(&proxy, "success"), reloads(&proxy, "failure"), proxy.logs())
+    };
+    assert!(wait_until(Duration::from_secs(5), || reloads(&proxy, "failure") == 1.0), "{}", counts());
     assert_eq!(get(proxy.addr, "/a", &[]).status, 200, "old policy still in force");
     let logs = proxy.logs();
     // Line 9: the harness puts `listen` and `admin_listen` first.
@@ -177,7 +180,7 @@ fn a_bad_file_keeps_the_running_policy_and_names_file_line_and_column() {
 
     // A later good file applies.
     proxy.rewrite_config(&policy(&upstream, POLICY_B));
-    assert!(wait_until(Duration::from_secs(5), || reloads(&proxy, "success") == 2.0));
+    assert!(wait_until(Duration::from_secs(5), || reloads(&proxy, "success") == 2.0), "{}", counts());
     assert_eq!(get(proxy.addr, "/b", &[]).status, 200);
     let stamp = proxy.metric("portcullis_config_last_reload_success_timestamp_seconds").unwrap();
     assert!(stamp > harness::now() as f64 - 60.0);
