@@ -36,9 +36,8 @@ impl Reloader {
     /// Call right after loading the configuration that `current` holds: a
     /// change from then until the watcher is armed is still noticed.
     pub fn new(config_path: PathBuf, current: Current, shared: Arc<Shared>) -> Reloader {
-        let mut reloader = Reloader { config_path, current, shared, at_load: Snapshot(Vec::new()) };
-        reloader.at_load = reloader.snapshot();
-        reloader
+        let at_load = snapshot(&current);
+        Reloader { config_path, current, shared, at_load }
     }
 
     /// Load, validate and apply the configuration. Returns whether it applied.
@@ -100,29 +99,29 @@ impl Reloader {
         }
         dirs
     }
-
-    /// What the configuration's files look like now: every source file's
-    /// contents and every file a policy glob matches. Comparing snapshots
-    /// catches every way a file changes: in place, by rename, through a
-    /// Kubernetes ConfigMap's `..data` symlink swap, or by a new file that
-    /// starts matching a glob.
-    fn snapshot(&self) -> Snapshot {
-        let runtime = self.current.load();
-        let mut files: Vec<PathBuf> = runtime.config.sources.clone();
-        for pattern in &runtime.config.policy_globs {
-            if let Ok(paths) = glob::glob(pattern) {
-                files.extend(paths.filter_map(Result::ok));
-            }
-        }
-        files.sort();
-        files.dedup();
-        Snapshot(files.into_iter().map(|path| (std::fs::read(&path).ok(), path)).collect())
-    }
 }
 
 /// File contents (None when unreadable) by path.
 #[derive(Clone, PartialEq, Eq)]
 struct Snapshot(Vec<(Option<Vec<u8>>, PathBuf)>);
+
+/// What the running configuration's files look like now: every source
+/// file's contents and every file a policy glob matches. Comparing snapshots
+/// catches every way a file changes: in place, by rename, through a
+/// Kubernetes ConfigMap's `..data` symlink swap, or by a new file that
+/// starts matching a glob.
+fn snapshot(current: &Current) -> Snapshot {
+    let runtime = current.load();
+    let mut files: Vec<PathBuf> = runtime.config.sources.clone();
+    for pattern in &runtime.config.policy_globs {
+        if let Ok(paths) = glob::glob(pattern) {
+            files.extend(paths.filter_map(Result::ok));
+        }
+    }
+    files.sort();
+    files.dedup();
+    Snapshot(files.into_iter().map(|path| (std::fs::read(&path).ok(), path)).collect())
+}
 
 #[async_trait]
 impl BackgroundService for Reloader {
@@ -135,6 +134,10 @@ impl BackgroundService for Reloader {
             }
         };
         let (events_tx, mut events) = mpsc::unbounded_channel::<()>();
+        // One event up front: the proxy may have been serving (and its files
+        // edited) before this service started, and the event path compares
+        // the files with what was loaded.
+        let _ = events_tx.send(());
         let mut watcher = match new_watcher(events_tx) {
             Ok(watcher) => Some(watcher),
             Err(error) => {
@@ -144,17 +147,10 @@ impl BackgroundService for Reloader {
         };
         let mut watching = BTreeSet::new();
         self.rewatch(&mut watcher, &mut watching);
-        // The proxy may have been serving (and its files edited) for a while
-        // before this service started: events from then were never seen.
         let mut last_seen = self.at_load.clone();
-        let mut missed = self.snapshot() != last_seen;
 
         loop {
             let trigger = tokio::select! {
-                () = std::future::ready(()), if missed => {
-                    missed = false;
-                    "file change"
-                }
                 _ = shutdown.changed() => return,
                 Some(()) = async { match hangups.as_mut() { Some(h) => h.recv().await, None => None } } => "SIGHUP",
                 Some(_) = events.recv() => {
@@ -164,7 +160,7 @@ impl BackgroundService for Reloader {
                     while events.try_recv().is_ok() {}
                     // A glob's directory may have just been created.
                     self.rewatch(&mut watcher, &mut watching);
-                    if self.snapshot() == last_seen {
+                    if snapshot(&self.current) == last_seen {
                         continue;
                     }
                     "file change"
@@ -174,7 +170,7 @@ impl BackgroundService for Reloader {
             // then differs from it and triggers another reload, instead of
             // being mistaken for what was loaded. Whatever the outcome, this
             // state has been looked at: a broken file is reported once.
-            let seen = self.snapshot();
+            let seen = snapshot(&self.current);
             self.reload(trigger).await;
             last_seen = seen;
             self.rewatch(&mut watcher, &mut watching);
