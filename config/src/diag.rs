@@ -35,6 +35,15 @@ impl fmt::Display for Position {
     }
 }
 
+/// A validated item with the position of the entry it came from. The two
+/// travel together: lists kept side by side drift apart as soon as an
+/// invalid entry is left out of one of them.
+#[derive(Debug)]
+pub(crate) struct Positioned<T> {
+    pub value: T,
+    pub position: Position,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Severity {
     Error,

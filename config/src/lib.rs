@@ -29,7 +29,7 @@ pub use validate::EnvLookup;
 
 use diag::Reporter;
 use file::{ConfigFile, PolicyFile};
-use validate::Validator;
+use validate::{MainFile, Validator};
 
 /// Largest configuration or policy file accepted.
 const MAX_FILE_BYTES: u64 = 4 * 1024 * 1024;
@@ -102,11 +102,11 @@ fn load_text(path: &Path, text: &str, mode: Mode, env: EnvLookup<'_>, out: &mut 
     let file: ConfigFile = parse_yaml(path, text, out)?;
     let validator = Validator { mode, env };
     let main = validator.main_file(file, &mut Reporter { file: path, out });
-    let mut config = main.config;
-    validate::add_routes(&mut config, &main.names, main.routes, &mut Reporter { file: path, out });
+    let MainFile { mut config, issuers, routes, policy_globs, names } = main;
+    validate::add_routes(&mut config, &names, routes, &mut Reporter { file: path, out });
 
     let base = path.parent().unwrap_or(Path::new("."));
-    for glob_text in &main.policy_globs {
+    for glob_text in &policy_globs {
         let pattern = base.join(&glob_text.value);
         let pattern = pattern.to_string_lossy().into_owned();
         let mut reporter = Reporter { file: path, out };
@@ -138,12 +138,10 @@ fn load_text(path: &Path, text: &str, mode: Mode, env: EnvLookup<'_>, out: &mut 
             let Some(text) = read_file(&file_path, out) else { continue };
             let Some(policy) = parse_yaml::<PolicyFile>(&file_path, &text, out) else { continue };
             let routes = policy.routes.unwrap_or_default();
-            validate::add_routes(&mut config, &main.names, routes, &mut Reporter { file: &file_path, out });
+            validate::add_routes(&mut config, &names, routes, &mut Reporter { file: &file_path, out });
         }
     }
-    let issuer_positions: Vec<Position> =
-        main.issuer_positions.iter().map(|location| Position::new(path, *location)).collect();
-    validate::whole_config_warnings(&config, &issuer_positions, out);
+    validate::finish(&mut config, issuers, out);
     Some(config)
 }
 

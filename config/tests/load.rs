@@ -364,12 +364,8 @@ fn a_missing_literal_policy_file_is_an_error_and_an_empty_glob_a_warning() {
     assert!(loaded.config.policy_globs[0].ends_with("p/*.yaml"));
 }
 
-#[test]
-fn warnings_for_shadowed_routes_and_unusable_issuers() {
-    let dir = Dir::new();
-    let path = dir.write(
-        "portcullis.yaml",
-        r"upstreams:
+/// Issuers 'a' (line 5) and 'b' (line 8), and a route that accepts only 'a'.
+const B_IS_UNUSED: &str = r"upstreams:
   api:
     url: http://127.0.0.1:1
 issuers:
@@ -382,16 +378,36 @@ issuers:
 routes:
   - path: /todos/**
     issuers: [a]
-  - path: /todos/{id}
-    methods: [GET]
-    issuers: [a]
-",
-    );
+";
+
+#[test]
+fn warnings_for_shadowed_routes_and_unusable_issuers() {
+    let dir = Dir::new();
+    let shadowed = "  - path: /todos/{id}\n    methods: [GET]\n    issuers: [a]\n";
+    let path = dir.write("portcullis.yaml", &format!("{B_IS_UNUSED}{shadowed}"));
     let loaded = load(&path, Mode::Check, &HashMap::new()).unwrap();
     let warnings: Vec<String> = loaded.warnings.iter().map(|w| w.to_string()).collect();
     assert_eq!(warnings.len(), 2, "{warnings:?}");
     assert!(warnings[0].contains(":14:5: warning: route 'GET /todos/{id}' can never match: route '/todos/**' at "));
     assert!(warnings[1].contains(":8:5: warning: issuer 'b' is not usable by any route"));
+}
+
+#[test]
+fn an_unusable_issuer_is_reported_at_its_own_line_after_an_invalid_one() {
+    // An invalid first issuer (no audiences) is left out of the model; the
+    // warning about 'b' must still name b's own line, now 10, not the line
+    // of the entry that took its place in the list (a, at 7).
+    let dir = Dir::new();
+    let bad = "issuers:\n  - name: bad\n    issuer: https://bad.example.com\n";
+    let path = dir.write("portcullis.yaml", &B_IS_UNUSED.replacen("issuers:\n", bad, 1));
+    let err = load(&path, Mode::Check, &HashMap::new()).expect_err("issuer 'bad' has no audiences");
+    let errors: Vec<String> = err.errors().map(ToString::to_string).collect();
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(errors[0].contains(":5:5: issuer 'bad' has no audiences"), "{errors:?}");
+    let warnings: Vec<String> =
+        err.diagnostics.iter().filter(|d| d.severity == Severity::Warning).map(ToString::to_string).collect();
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(warnings[0].contains(":10:5: warning: issuer 'b' is not usable by any route"), "{warnings:?}");
 }
 
 #[test]

@@ -2,7 +2,7 @@
 
 use config::ClaimPath;
 use http::HeaderValue;
-use policy::ScopeSet;
+use policy::{is_scope_token, ScopeSet};
 use serde_json::{Map, Value};
 
 /// The value at a (possibly nested) claim path.
@@ -30,11 +30,6 @@ pub fn scopes(claims: &Map<String, Value>, paths: &[ClaimPath]) -> ScopeSet {
     // scopes, and would make the space-joined scope header ambiguous.
     found.retain(|scope| is_scope_token(scope));
     ScopeSet::new(found)
-}
-
-/// RFC 6749 3.3: `1*( %x21 / %x23-5B / %x5D-7E )`.
-fn is_scope_token(scope: &str) -> bool {
-    !scope.is_empty() && scope.bytes().all(|b| b == 0x21 || (0x23..=0x5b).contains(&b) || (0x5d..=0x7e).contains(&b))
 }
 
 /// A claim as an identity-header value, or `None` when it cannot be one

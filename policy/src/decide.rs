@@ -36,6 +36,14 @@ impl ScopeSet {
     }
 }
 
+/// An RFC 6749 section 3.3 scope-token: `1*( %x21 / %x23-5B / %x5D-7E )`,
+/// visible ASCII without space, `"` or `\`. The one definition: the
+/// configuration checks route scopes with it and token claims are filtered
+/// with it, so a scope a route requires is always one a token can carry.
+pub fn is_scope_token(scope: &str) -> bool {
+    !scope.is_empty() && scope.bytes().all(|b| b == 0x21 || (0x23..=0x5b).contains(&b) || (0x5d..=0x7e).contains(&b))
+}
+
 /// The part of a verified identity that the policy looks at.
 #[derive(Debug, Clone, Copy)]
 pub struct Principal<'a> {
@@ -60,25 +68,6 @@ pub enum Decision<'r> {
     InsufficientScope { required: &'r str },
     /// A valid token, but no route covers the request: 403 (default deny).
     NoRoute,
-}
-
-impl Decision<'_> {
-    /// Label for metrics and logs.
-    pub fn label(&self) -> &'static str {
-        match self {
-            Decision::Public => "public",
-            Decision::Allow => "allow",
-            Decision::Unauthenticated => "unauthenticated",
-            Decision::IssuerNotAccepted => "issuer_not_accepted",
-            Decision::InsufficientScope { .. } => "insufficient_scope",
-            Decision::NoRoute => "no_route",
-        }
-    }
-
-    /// True when the request goes to the upstream.
-    pub fn is_allowed(&self) -> bool {
-        matches!(self, Decision::Public | Decision::Allow)
-    }
 }
 
 /// Decide what happens to a request that matched `route` (or nothing),
@@ -185,6 +174,18 @@ mod tests {
         let scopes = ScopeSet::default();
         let p = Principal { issuer: IssuerId(1), scopes: &scopes };
         assert_eq!(decide(Some(&r), Some(p)), Decision::Allow);
+    }
+
+    #[test]
+    fn scope_tokens_are_visible_ascii_without_quote_or_backslash() {
+        assert!(is_scope_token("tasks:read") && is_scope_token("!") && is_scope_token("~[]#"));
+        assert!(!is_scope_token(""));
+        for bad in ["a b", "a\"b", "a\\b", "a\tb", "caf\u{e9}", "a\u{7f}"] {
+            assert!(!is_scope_token(bad), "{bad:?}");
+        }
+        let allowed: Vec<u8> = (0..=255u8).filter(|b| is_scope_token(&char::from(*b).to_string())).collect();
+        let expected: Vec<u8> = (0x21..=0x7e).filter(|b| *b != b'"' && *b != b'\\').collect();
+        assert_eq!(allowed, expected);
     }
 
     #[test]

@@ -13,7 +13,7 @@ mod pattern;
 mod route;
 mod table;
 
-pub use decide::{decide, Decision, Principal, ScopeSet};
+pub use decide::{decide, is_scope_token, Decision, Principal, ScopeSet};
 pub use host::{normalize_host, HostError};
 pub use path::{hex_value, is_canonical_literal, normalize, NormalizedPath, PathError, Segments, MAX_PATH_BYTES};
 pub use pattern::{PathPattern, PatternError, Segment};

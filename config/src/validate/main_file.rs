@@ -1,0 +1,213 @@
+//! The main file: its top-level settings, the upstreams and identity headers
+//! it declares, and the order in which every section is checked (file order,
+//! so diagnostics come out in the order an operator reads them).
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use ipnet::IpNet;
+use serde_saphyr::Spanned;
+
+use super::limits::{rate_limits, token_cache, tokens};
+use super::values::{cidr, claim_path, is_name, is_quotable, is_token_byte, one_of, positive_duration};
+use super::values::{duration, socket_addr, upstream_url};
+use super::{resolve, Names, Validator};
+use crate::diag::{Positioned, Reporter};
+use crate::file::{ConfigFile, OrderedMap, RouteFile, ShutdownFile, Text, UpstreamFile};
+use crate::model::{Config, HeaderValueSource, IdentityHeader, Issuer, LogFormat, LogSettings, Upstream};
+
+const DEFAULT_LISTEN: &str = "0.0.0.0:8080";
+const DEFAULT_REALM: &str = "portcullis";
+
+/// Headers that may not be used as identity headers: the proxy or HTTP
+/// itself owns them.
+const RESERVED_HEADERS: [&str; 12] = [
+    "authorization",
+    "host",
+    "content-length",
+    "content-type",
+    "transfer-encoding",
+    "connection",
+    "keep-alive",
+    "upgrade",
+    "te",
+    "trailer",
+    "proxy-authorization",
+    "cookie",
+];
+
+/// The main file, validated, with what still needs resolving.
+pub(crate) struct MainFile {
+    /// Everything but the routes (added from every file afterwards) and the
+    /// issuers, which wait in `issuers` with their positions until
+    /// `validate::finish` has used those for warnings.
+    pub config: Config,
+    pub issuers: Vec<Positioned<Issuer>>,
+    pub routes: Vec<Spanned<RouteFile>>,
+    pub policy_globs: Vec<Text>,
+    pub names: Names,
+}
+
+/// The top-level scalars of the main file, validated.
+struct Settings {
+    listen: SocketAddr,
+    admin_listen: Option<SocketAddr>,
+    realm: String,
+    trusted_proxies: Vec<IpNet>,
+    threads: usize,
+    log: LogSettings,
+}
+
+impl Validator<'_> {
+    /// Validate the main file. Routes, in this file and in policy files, are
+    /// validated afterwards against the result (they refer to its names).
+    pub(crate) fn main_file(&self, file: ConfigFile, r: &mut Reporter<'_>) -> MainFile {
+        let settings = settings(&file, r);
+        let declared_upstreams = declared(file.upstreams.as_ref());
+        let upstreams = self.upstreams(file.upstreams, r);
+        let issuer_files = file.issuers.unwrap_or_default();
+        let declared_issuers = issuer_files.iter().map(|i| i.value.name.value.clone()).collect();
+        let issuers = self.issuers(issuer_files, r);
+        let identity_headers = identity_headers(file.identity_headers, r);
+        let declared_limits = declared(file.rate_limits.as_ref());
+        let rate_limits = rate_limits(file.rate_limits, r);
+        let names = Names {
+            upstreams: resolve(declared_upstreams, &upstreams, |u| &u.name),
+            issuers: resolve(declared_issuers, &issuers, |i| &i.value.name),
+            rate_limits: resolve(declared_limits, &rate_limits, |l| &l.name),
+        };
+        let config = Config {
+            listen: settings.listen,
+            admin_listen: settings.admin_listen,
+            realm: settings.realm,
+            trusted_proxies: settings.trusted_proxies,
+            threads: settings.threads,
+            log: settings.log,
+            upstreams,
+            issuers: Vec::new(),
+            identity_headers,
+            rate_limits,
+            tokens: tokens(&file.tokens, r),
+            token_cache: token_cache(&file.token_cache, r),
+            shutdown_grace: shutdown_grace(file.shutdown.as_ref(), r),
+            routes: Vec::new(),
+            route_origins: Vec::new(),
+            sources: vec![r.file.to_path_buf()],
+            policy_globs: Vec::new(),
+        };
+        let (routes, policy_globs) = (file.routes.unwrap_or_default(), file.policy_files.unwrap_or_default());
+        MainFile { config, issuers, routes, policy_globs, names }
+    }
+
+    fn upstreams(&self, file: Option<OrderedMap<UpstreamFile>>, r: &mut Reporter<'_>) -> Vec<Upstream> {
+        let mut out = Vec::new();
+        for (name, upstream) in file.map(|m| m.0).unwrap_or_default() {
+            if !is_name(&name.value) {
+                r.error(&name, format!("upstream name '{}' must be letters, digits, '-' or '_'", name.value));
+            }
+            let Some((tls, host, port)) = upstream_url(&upstream.url, r) else { continue };
+            let connect_timeout = upstream
+                .connect_timeout
+                .as_ref()
+                .and_then(|t| positive_duration(t, r))
+                .unwrap_or(Duration::from_secs(5));
+            let read_timeout =
+                upstream.read_timeout.as_ref().and_then(|t| positive_duration(t, r)).unwrap_or(Duration::from_secs(60));
+            let sni = upstream.sni.as_ref().map_or_else(|| host.clone(), |s| s.value.clone());
+            out.push(Upstream { name: name.value, tls, host, port, sni, connect_timeout, read_timeout });
+        }
+        out
+    }
+}
+
+/// Every name a mapping declares, valid or not (see `Names`).
+fn declared<V>(map: Option<&OrderedMap<V>>) -> Vec<String> {
+    map.iter().flat_map(|m| m.0.iter().map(|(k, _)| k.value.clone())).collect()
+}
+
+fn settings(file: &ConfigFile, r: &mut Reporter<'_>) -> Settings {
+    let listen = match &file.listen {
+        Some(text) => socket_addr(text, r),
+        None => DEFAULT_LISTEN.parse().ok(),
+    };
+    Settings {
+        // An invalid address was reported; the placeholder never serves.
+        listen: listen.unwrap_or_else(|| ([0, 0, 0, 0], 8080).into()),
+        admin_listen: file.admin_listen.as_ref().and_then(|text| socket_addr(text, r)),
+        realm: realm(file.realm.as_ref(), r),
+        trusted_proxies: file.trusted_proxies.iter().flatten().filter_map(|text| cidr(text, r)).collect(),
+        threads: threads(file.threads.as_ref(), r),
+        log: log_settings(file, r),
+    }
+}
+
+fn realm(text: Option<&Text>, r: &mut Reporter<'_>) -> String {
+    match text {
+        Some(text) if !is_quotable(&text.value) => {
+            r.error(text, "realm must be printable ASCII without '\"' or '\\' (it is sent in WWW-Authenticate)");
+            String::new()
+        }
+        Some(text) => text.value.clone(),
+        None => DEFAULT_REALM.to_owned(),
+    }
+}
+
+fn threads(n: Option<&Spanned<u64>>, r: &mut Reporter<'_>) -> usize {
+    match n {
+        Some(n) if n.value == 0 || n.value > 1024 => {
+            r.error(n, "threads must be between 1 and 1024");
+            1
+        }
+        Some(n) => n.value as usize,
+        None => std::thread::available_parallelism().map_or(1, usize::from),
+    }
+}
+
+fn log_settings(file: &ConfigFile, r: &mut Reporter<'_>) -> LogSettings {
+    let level = match &file.log_level {
+        Some(text) => one_of(text, &["trace", "debug", "info", "warn", "error"], r).unwrap_or("info").to_owned(),
+        None => "info".to_owned(),
+    };
+    let format = match file.log_format.as_ref().and_then(|t| one_of(t, &["human", "json"], r)) {
+        Some("json") => LogFormat::Json,
+        _ => LogFormat::Human,
+    };
+    LogSettings { level, format }
+}
+
+fn shutdown_grace(file: Option<&Spanned<ShutdownFile>>, r: &mut Reporter<'_>) -> Duration {
+    file.and_then(|s| s.value.grace_period.as_ref())
+        .and_then(|text| duration(text, r))
+        .unwrap_or(Duration::from_secs(30))
+}
+
+fn identity_headers(file: Option<OrderedMap<Text>>, r: &mut Reporter<'_>) -> Vec<IdentityHeader> {
+    let mut seen = HashSet::new();
+    let mut out = Vec::new();
+    for (name, claim) in file.map(|m| m.0).unwrap_or_default() {
+        let lower = name.value.to_ascii_lowercase();
+        if lower.is_empty() || !lower.bytes().all(is_token_byte) {
+            r.error(&name, format!("'{}' is not a valid header name", name.value));
+            continue;
+        }
+        if RESERVED_HEADERS.contains(&lower.as_str()) {
+            r.error(&name, format!("'{}' cannot be an identity header", name.value));
+            continue;
+        }
+        if !seen.insert(lower.clone()) {
+            r.error(&name, format!("identity header '{}' is listed twice (names are case-insensitive)", name.value));
+            continue;
+        }
+        let source = if claim.value == "scopes" {
+            HeaderValueSource::Scopes
+        } else {
+            match claim_path(&claim, r) {
+                Some(path) => HeaderValueSource::Claim(path),
+                None => continue,
+            }
+        };
+        out.push(IdentityHeader { name: lower, source });
+    }
+    out
+}

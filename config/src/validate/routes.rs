@@ -1,0 +1,232 @@
+//! Routes, from the main file and from policy files: what they match, where
+//! they go, and who may pass. Names they use are resolved against what the
+//! main file declared (`Names`).
+
+use std::collections::HashMap;
+
+use policy::{Access, HostPattern, HostSet, IssuerId, Method, MethodSet, PathPattern, Requirement, RouteSpec};
+use serde_saphyr::{Location, Spanned};
+
+use super::values::is_token_byte;
+use super::{count_errors, known, Names};
+use crate::diag::{Position, Positioned, Reporter};
+use crate::file::{RouteFile, Text};
+use crate::model::{Config, RateKey};
+
+/// Validate routes from one file, resolving names against the main file,
+/// and append them to `config` with their positions.
+pub(crate) fn add_routes(config: &mut Config, names: &Names, routes: Vec<Spanned<RouteFile>>, r: &mut Reporter<'_>) {
+    for route in routes {
+        if let Some(Positioned { value, position }) = route_spec(route, config, names, r) {
+            config.routes.push(value);
+            config.route_origins.push(position);
+        }
+    }
+}
+
+/// One route with its position, or `None` when it (or something it names)
+/// is invalid.
+fn route_spec(
+    entry: Spanned<RouteFile>,
+    config: &Config,
+    names: &Names,
+    r: &mut Reporter<'_>,
+) -> Option<Positioned<RouteSpec>> {
+    let errors_before = count_errors(r);
+    let location = entry.referenced;
+    let route = &entry.value;
+    let mut check = RouteCheck { route, names, location, failed: false, r };
+    let pattern = check.pattern();
+    let methods = check.methods();
+    let hosts = HostSet(route.hosts.iter().flatten().filter_map(|h| host_pattern(h, check.r)).collect());
+    let upstream = check.upstream();
+    let public = route.public.as_ref().is_some_and(|p| p.value);
+    let access = if public { check.public_access() } else { check.protected() };
+    if route.any_scopes.as_ref().is_some_and(Vec::is_empty) {
+        check.r.error_at(location, "any_scopes: [] can never be satisfied; omit it instead");
+    }
+    let rate_limits = check.rate_limits(config, public);
+    let name = check.name(&methods);
+    if check.failed || count_errors(r) > errors_before {
+        return None;
+    }
+    let value = RouteSpec { name, pattern: pattern?, methods, hosts, access, upstream: upstream?, rate_limits };
+    Some(Positioned { value, position: Position::new(r.file, location) })
+}
+
+/// One route being checked: the entry, where it starts, what it may name.
+struct RouteCheck<'a, 'f> {
+    route: &'a RouteFile,
+    names: &'a Names,
+    location: Location,
+    /// Set when the route names something that was itself invalid.
+    failed: bool,
+    r: &'a mut Reporter<'f>,
+}
+
+impl RouteCheck<'_, '_> {
+    fn pattern(&mut self) -> Option<PathPattern> {
+        let path = &self.route.path;
+        PathPattern::parse(&path.value)
+            .map_err(|e| self.r.error(path, format!("invalid path pattern '{}': {e}", path.value)))
+            .ok()
+    }
+
+    fn methods(&mut self) -> MethodSet {
+        match &self.route.methods {
+            None => MethodSet::Any,
+            Some(list) if list.is_empty() => {
+                self.r.error_at(self.location, "methods: [] matches nothing; omit it to match every method");
+                MethodSet::Any
+            }
+            Some(list) => MethodSet::Only(list.iter().filter_map(|m| method(m, self.r)).collect()),
+        }
+    }
+
+    /// The upstream named, or the only one there is.
+    fn upstream(&mut self) -> Option<usize> {
+        let upstreams = &self.names.upstreams;
+        match &self.route.upstream {
+            Some(name) => self.declared(upstreams, "upstream", &name.value, name),
+            None if upstreams.len() == 1 => upstreams.values().next().copied().flatten(),
+            None if upstreams.is_empty() => {
+                self.r.error_at(self.location, "no upstreams are configured; add one under 'upstreams'");
+                None
+            }
+            None => {
+                self.r.error_at(self.location, "several upstreams are configured; name this route's 'upstream'");
+                None
+            }
+        }
+    }
+
+    /// A public route takes no token, so token requirements on it would be
+    /// silently ignored: they are errors.
+    fn public_access(&mut self) -> Access {
+        let route = self.route;
+        for (field, present) in [
+            ("scopes", route.scopes.is_some()),
+            ("any_scopes", route.any_scopes.is_some()),
+            ("issuers", route.issuers.is_some()),
+        ] {
+            if present {
+                self.r.error_at(self.location, format!("a public route cannot also have {field}"));
+            }
+        }
+        Access::Public
+    }
+
+    fn protected(&mut self) -> Access {
+        let (route, names) = (self.route, self.names);
+        let issuers = route.issuers.as_ref().map(|list| {
+            let ids = list.iter().filter_map(|name| self.declared(&names.issuers, "issuer", &name.value, name));
+            ids.map(IssuerId).collect()
+        });
+        if names.issuers.is_empty() {
+            let message = "this route needs a token but no issuers are configured; add one or make it public";
+            self.r.error_at(self.location, message);
+        }
+        Access::Protected(Requirement {
+            all_scopes: scopes(route.scopes.as_deref(), self.r),
+            any_scopes: scopes(route.any_scopes.as_deref(), self.r),
+            issuers,
+        })
+    }
+
+    fn rate_limits(&mut self, config: &Config, public: bool) -> Vec<usize> {
+        let mut out = Vec::new();
+        let Some(limits) = &self.route.rate_limit else { return out };
+        for name in &limits.value.0 {
+            let Some(index) = self.declared(&self.names.rate_limits, "rate limit", name, limits) else { continue };
+            if public && config.rate_limits[index].key == RateKey::Subject {
+                let message = format!("rate limit '{name}' is keyed by subject, which a public route never has");
+                self.r.error(limits, message);
+            }
+            out.push(index);
+        }
+        out
+    }
+
+    /// The index of the `what` called `name`, reported at `at`. An unknown
+    /// name is an error that lists the known ones; a name whose declaration
+    /// was itself invalid (already reported) only fails the route, so the
+    /// operator is not sent looking for a typo that is not there.
+    fn declared<T>(
+        &mut self,
+        map: &HashMap<String, Option<usize>>,
+        what: &str,
+        name: &str,
+        at: &Spanned<T>,
+    ) -> Option<usize> {
+        let index = map.get(name);
+        if index.is_none() {
+            self.r.error(at, format!("unknown {what} '{name}'{}", known(map.keys())));
+        }
+        let index = index.copied().flatten();
+        self.failed |= index.is_none();
+        index
+    }
+
+    /// The name given, or one made from the methods and path (logs, metrics).
+    fn name(&mut self, methods: &MethodSet) -> String {
+        let route = self.route;
+        match &route.name {
+            Some(name) if name.value.trim().is_empty() => {
+                self.r.error(name, "route name must not be empty");
+                String::new()
+            }
+            Some(name) => name.value.clone(),
+            None => match methods {
+                MethodSet::Any => route.path.value.clone(),
+                MethodSet::Only(ms) => {
+                    format!("{} {}", ms.iter().map(Method::as_str).collect::<Vec<_>>().join(","), route.path.value)
+                }
+            },
+        }
+    }
+}
+
+fn scopes(list: Option<&[Text]>, r: &mut Reporter<'_>) -> Vec<Box<str>> {
+    list.unwrap_or_default()
+        .iter()
+        .filter_map(|s| {
+            // The same rule as for the scopes a token carries, so a required
+            // scope is always one a token can have.
+            if policy::is_scope_token(&s.value) {
+                Some(s.value.as_str().into())
+            } else {
+                r.error(s, format!("'{}' is not a valid scope (no spaces, quotes or backslashes)", s.value));
+                None
+            }
+        })
+        .collect()
+}
+
+fn method(text: &Text, r: &mut Reporter<'_>) -> Option<Method> {
+    let name = &text.value;
+    if name.is_empty() || !name.bytes().all(is_token_byte) {
+        r.error(text, format!("'{name}' is not an HTTP method"));
+        return None;
+    }
+    if name.bytes().any(|b| b.is_ascii_lowercase()) {
+        r.error(
+            text,
+            format!("methods are case-sensitive in HTTP; write '{}' instead of '{name}'", name.to_ascii_uppercase()),
+        );
+        return None;
+    }
+    Some(Method::new(name))
+}
+
+fn host_pattern(text: &Text, r: &mut Reporter<'_>) -> Option<HostPattern> {
+    let name = text.value.strip_prefix("*.").unwrap_or(&text.value);
+    let valid = !name.is_empty()
+        && name.split('.').all(|label| {
+            !label.is_empty() && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        });
+    if !valid {
+        r.error(text, format!("'{}' is not a host name or '*.domain' pattern (no ports)", text.value));
+        return None;
+    }
+    Some(HostPattern::new(&text.value))
+}
