@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use harness::client::{get, get_with_token, request, send_raw};
+use harness::config::TestConfig;
 use harness::fixtures::{hs_token, standard_config, World, AUDIENCE};
 use harness::keys::{claims, jwks, TestKey};
 use harness::proxy::{Proxy, ProxyOptions};
@@ -183,13 +184,12 @@ fn ambiguous_paths_are_400_and_never_forwarded() {
 
 #[test]
 fn rate_limit_exceeded_is_429_with_retry_after() {
-    let extra = "rate_limits:\n  tight:\n    key: client_ip\n    limit: 2\n    per: 1m\n";
     let upstream = Upstream::start("api");
     let keys = KeyServer::start(jwks(&[&TestKey::rsa("rsa-1")]));
-    let config = standard_config(&keys.issuer(), &upstream.url(), extra).replace(
-        "  - path: /public/**\n    public: true\n",
-        "  - path: /public/**\n    public: true\n    rate_limit: tight\n",
-    );
+    let config = TestConfig::new(&keys.issuer(), &upstream.url())
+        .rate_limit("tight", "{key: client_ip, limit: 2, per: 1m}")
+        .route_option("/public/**", "rate_limit", "tight")
+        .render();
     let proxy = Proxy::start(&config);
     assert_eq!(get(proxy.addr, "/public/login", &[]).status, 200);
     assert_eq!(get(proxy.addr, "/public/login", &[]).status, 200);
@@ -235,10 +235,7 @@ fn upstream_unreachable_is_502_and_timed_out_is_504() {
     assert_eq!(r.status, 502, "{}", r.text());
     assert_eq!(r.json()["error"], "bad_gateway");
 
-    let config = standard_config(&keys.issuer(), &upstream.url(), "").replace(
-        &format!("url: \"{}\"", upstream.url()),
-        &format!("url: \"{}\"\n    read_timeout: 300ms", upstream.url()),
-    );
+    let config = TestConfig::new(&keys.issuer(), &upstream.url()).upstream_option("read_timeout", "300ms").render();
     let proxy = Proxy::start(&config);
     upstream.set_behaviour(Behaviour::Delay(Duration::from_secs(3)));
     let r = get(proxy.addr, "/healthz", &[]);

@@ -153,7 +153,8 @@ mod claim_checks {
 
 mod token_types {
     use harness::client::get_with_token;
-    use harness::fixtures::{standard_config, AUDIENCE};
+    use harness::config::TestConfig;
+    use harness::fixtures::AUDIENCE;
     use harness::keys::{claims, jwks, TestKey};
     use harness::proxy::Proxy;
     use harness::servers::{KeyServer, Upstream};
@@ -164,8 +165,8 @@ mod token_types {
         let upstream = Upstream::start("api");
         let key = TestKey::rsa("rsa-1");
         let keys = KeyServer::start(jwks(&[&key]));
-        let config = standard_config(&keys.issuer(), &upstream.url(), "")
-            .replace("    http_timeout: 2s\n", "    http_timeout: 2s\n    token_types: [\"at+jwt\"]\n");
+        let config =
+            TestConfig::new(&keys.issuer(), &upstream.url()).issuer_option("token_types", "[\"at+jwt\"]").render();
         let proxy = Proxy::start(&config);
         let sign = |typ: Option<&str>, sub: &str| {
             let mut header = Header::new(Algorithm::RS256);
@@ -372,6 +373,7 @@ mod resource_exhaustion {
 
     use super::status;
     use harness::client::{get, get_with_token};
+    use harness::config::TestConfig;
     use harness::fixtures::{standard_config, World, AUDIENCE, HS_ENV, HS_SECRET};
     use harness::keys::{claims, jwks, TestKey};
     use harness::proxy::{Proxy, ProxyOptions};
@@ -416,12 +418,12 @@ mod resource_exhaustion {
 
     #[test]
     fn distinct_client_addresses_stay_within_the_key_cap() {
-        let limits = "trusted_proxies: [\"127.0.0.1\"]\nrate_limits:\n  login:\n    key: client_ip\n    limit: 100\n    per: 1m\n    max_keys: 50\n";
-        let w = World::start_with(limits);
-        let config = standard_config(&w.keys.issuer(), &w.upstream.url(), limits).replace(
-            "  - path: /public/**\n    public: true\n",
-            "  - path: /public/**\n    public: true\n    rate_limit: login\n",
-        );
+        let w = World::start();
+        let config = TestConfig::new(&w.keys.issuer(), &w.upstream.url())
+            .main_option("trusted_proxies", "[\"127.0.0.1\"]")
+            .rate_limit("login", "{key: client_ip, limit: 100, per: 1m, max_keys: 50}")
+            .route_option("/public/**", "rate_limit", "login")
+            .render();
         let proxy = Proxy::start_with(ProxyOptions { config: &config, env: &[(HS_ENV, HS_SECRET)], wait_ready: true });
         for n in 0..300u32 {
             let ip = format!("10.{}.{}.{}", n >> 16 & 255, n >> 8 & 255, n & 255);
@@ -458,9 +460,12 @@ mod resource_exhaustion {
         let upstream = Upstream::start("api");
         let key = TestKey::rsa("rsa-1");
         let keys = KeyServer::start(jwks(&[&key]));
-        let introspection = "    introspection:\n      client_id: portcullis\n      client_secret_env: INTROSPECTION_SECRET\n      max_calls_per_second: 20\n";
-        let config = standard_config(&keys.issuer(), &upstream.url(), "")
-            .replace("    http_timeout: 2s\n", &format!("    http_timeout: 2s\n{introspection}"));
+        let config = TestConfig::new(&keys.issuer(), &upstream.url())
+            .issuer_option(
+                "introspection",
+                "{client_id: portcullis, client_secret_env: INTROSPECTION_SECRET, max_calls_per_second: 20}",
+            )
+            .render();
         let proxy = Proxy::start_with(ProxyOptions {
             config: &config,
             env: &[(HS_ENV, HS_SECRET), ("INTROSPECTION_SECRET", "s3cret")],

@@ -5,16 +5,21 @@
 use std::time::Duration;
 
 use harness::client::get_with_token;
-use harness::fixtures::{standard_config, AUDIENCE, HS_ENV, HS_SECRET};
+use harness::config::TestConfig;
+use harness::fixtures::{AUDIENCE, HS_ENV, HS_SECRET};
 use harness::keys::{claims, jwks, TestKey};
 use harness::proxy::{Proxy, ProxyOptions};
 use harness::servers::{KeyServer, KeyServerMode, Upstream};
 use harness::{free_port, wait_until};
 
-/// The standard policy with different refresh settings for the JWKS issuer.
-fn config_with(keys_issuer: &str, upstream: &Upstream, refresh: &str) -> String {
-    standard_config(keys_issuer, &upstream.url(), "")
-        .replace("    min_refresh_interval: 1s\n", &format!("    min_refresh_interval: 1s\n{refresh}"))
+/// The standard policy, with `jwks_refresh` for the JWKS issuer when given.
+fn config_with(keys_issuer: &str, upstream: &Upstream, jwks_refresh: Option<&str>) -> String {
+    let config = TestConfig::new(keys_issuer, &upstream.url());
+    match jwks_refresh {
+        Some(interval) => config.issuer_option("jwks_refresh", interval),
+        None => config,
+    }
+    .render()
 }
 
 fn start(config: &str, wait_ready: bool) -> Proxy {
@@ -31,7 +36,7 @@ fn rotation_adds_new_keys_and_retires_removed_ones_even_from_the_cache() {
     let old = TestKey::rsa("old");
     let new = TestKey::rsa("new");
     let keys = KeyServer::start(jwks(&[&old]));
-    let proxy = start(&config_with(&keys.issuer(), &upstream, "    jwks_refresh: 1s\n"), true);
+    let proxy = start(&config_with(&keys.issuer(), &upstream, Some("1s")), true);
     let issuer = keys.issuer();
 
     let cached = token(&old, &issuer, "alice");
@@ -54,7 +59,7 @@ fn keys_stay_in_use_while_the_idp_is_down() {
     let upstream = Upstream::start("api");
     let key = TestKey::rsa("rsa-1");
     let keys = KeyServer::start(jwks(&[&key]));
-    let proxy = start(&config_with(&keys.issuer(), &upstream, "    jwks_refresh: 1s\n"), true);
+    let proxy = start(&config_with(&keys.issuer(), &upstream, Some("1s")), true);
     let issuer = keys.issuer();
     for (n, mode) in [KeyServerMode::Fail(503), KeyServerMode::Hang, KeyServerMode::Garbage].into_iter().enumerate() {
         keys.set_mode(mode);
@@ -76,7 +81,7 @@ fn an_idp_unreachable_at_start_gives_503_then_recovers_by_itself() {
     let upstream = Upstream::start("api");
     let port = free_port();
     let issuer = format!("http://127.0.0.1:{port}");
-    let proxy = start(&config_with(&issuer, &upstream, ""), false);
+    let proxy = start(&config_with(&issuer, &upstream, None), false);
     let key = TestKey::rsa("rsa-1");
     assert_eq!(proxy.admin_get("/readyz").status, 503);
     let r = get_with_token(proxy.addr, "/todos/1", &token(&key, &issuer, "alice"));
@@ -97,7 +102,7 @@ fn malformed_oversized_and_hanging_key_documents_never_become_keys() {
     // Garbage from the start: not ready, and counted as invalid.
     let keys = KeyServer::start(jwks(&[&key]));
     keys.set_mode(KeyServerMode::Garbage);
-    let proxy = start(&config_with(&keys.issuer(), &upstream, ""), false);
+    let proxy = start(&config_with(&keys.issuer(), &upstream, None), false);
     let counted = wait_until(Duration::from_secs(5), || {
         proxy.metric("portcullis_jwks_fetches_total{issuer=\"sso\",result=\"invalid\"}").unwrap_or(0.0) >= 1.0
     });
@@ -132,7 +137,7 @@ fn a_hanging_idp_times_out_instead_of_holding_requests() {
     let key = TestKey::rsa("rsa-1");
     let keys = KeyServer::start(jwks(&[&key]));
     keys.set_mode(KeyServerMode::Hang);
-    let proxy = start(&config_with(&keys.issuer(), &upstream, ""), false);
+    let proxy = start(&config_with(&keys.issuer(), &upstream, None), false);
     let started = std::time::Instant::now();
     let r = get_with_token(proxy.addr, "/todos/1", &token(&key, &keys.issuer(), "alice"));
     assert_eq!(r.status, 503);
@@ -151,7 +156,7 @@ fn max_age_shortens_the_refresh_interval_within_bounds() {
     let key = TestKey::rsa("rsa-1");
     let keys = KeyServer::start(jwks(&[&key]));
     keys.set_max_age(Some(0));
-    let _proxy = start(&config_with(&keys.issuer(), &upstream, "    jwks_refresh: 10m\n"), true);
+    let _proxy = start(&config_with(&keys.issuer(), &upstream, Some("10m")), true);
     let before = keys.jwks_hits();
     std::thread::sleep(Duration::from_millis(3500));
     let during = keys.jwks_hits() - before;

@@ -8,7 +8,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use harness::client::{get, get_with_token, request, send_raw};
-use harness::fixtures::{hs_token, standard_config, World, HS_ENV, HS_SECRET};
+use harness::config::TestConfig;
+use harness::fixtures::{hs_token, World, HS_ENV, HS_SECRET};
 use harness::proxy::{Proxy, ProxyOptions};
 use harness::servers::{Behaviour, Upstream};
 use harness::wait_until;
@@ -219,8 +220,7 @@ fn requests_in_flight_finish_on_the_policy_they_started_with() {
 fn jwks_caches_of_unchanged_issuers_survive_a_reload() {
     let w = World::start();
     let before = w.keys.jwks_hits();
-    let config =
-        standard_config(&w.keys.issuer(), &w.upstream.url(), "").replace("realm: \"test-api\"", "realm: \"other\"");
+    let config = TestConfig::new(&w.keys.issuer(), &w.upstream.url()).realm("other").render();
     w.proxy.rewrite_config(&config);
     assert!(wait_until(Duration::from_secs(5), || reloads(&w.proxy, "success") == 2.0));
     assert_eq!(get_with_token(w.proxy.addr, "/todos/1", &w.token("alice", "tasks:read")).status, 200);
@@ -233,8 +233,11 @@ fn tokens_authorization_cookies_and_secrets_never_reach_the_logs() {
     let upstream = Upstream::start("api");
     let keys = harness::servers::KeyServer::start(harness::keys::jwks(&[&harness::keys::TestKey::rsa("rsa-1")]));
     for (level, format) in [("debug", "json"), ("trace", "human")] {
-        let config = standard_config(&keys.issuer(), &upstream.url(), "tokens:\n  query_parameter: access_token\n")
-            .replace("threads: 2", &format!("threads: 2\nlog_level: {level}\nlog_format: {format}"));
+        let config = TestConfig::new(&keys.issuer(), &upstream.url())
+            .main_option("log_level", level)
+            .main_option("log_format", format)
+            .extra("tokens:\n  query_parameter: access_token\n")
+            .render();
         let proxy = Proxy::start_with(ProxyOptions { config: &config, env: &[(HS_ENV, HS_SECRET)], wait_ready: true });
         let token = hs_token("alice", "tasks:read");
         let bad = format!("{}x", &token[..token.len() - 1]);
@@ -263,8 +266,7 @@ fn tokens_authorization_cookies_and_secrets_never_reach_the_logs() {
 #[test]
 fn access_lines_carry_the_contract_fields_as_json() {
     let w = World::start();
-    let config =
-        standard_config(&w.keys.issuer(), &w.upstream.url(), "").replace("threads: 2", "threads: 2\nlog_format: json");
+    let config = TestConfig::new(&w.keys.issuer(), &w.upstream.url()).main_option("log_format", "json").render();
     let proxy = Proxy::start(&config);
     assert_eq!(get_with_token(proxy.addr, "/todos/1", &w.token("alice", "tasks:read")).status, 200);
     assert!(wait_until(Duration::from_secs(5), || proxy.logs().contains("portcullis::access")));

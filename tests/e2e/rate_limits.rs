@@ -3,24 +3,35 @@
 use std::time::Duration;
 
 use harness::client::{get, request, Response};
-use harness::fixtures::{standard_config, World};
+use harness::config::TestConfig;
+use harness::fixtures::World;
 use harness::keys::{jwks, TestKey};
 use harness::proxy::Proxy;
 use harness::servers::{KeyServer, Upstream};
 
+/// A rate limit: its name and its settings as a flow mapping.
+type Limit = (&'static str, &'static str);
+
 /// The standard world plus `limits`, with `login_limits` on a public
 /// `/login` route and `user_limits` on a protected `/me` route.
-fn start(limits: &str, login_limits: &str, user_limits: &str, trusted: &str) -> (Upstream, KeyServer, TestKey, Proxy) {
+fn start(
+    limits: &[Limit],
+    login_limits: &str,
+    user_limits: &str,
+    trusted: &str,
+) -> (Upstream, KeyServer, TestKey, Proxy) {
     let upstream = Upstream::start("api");
     let key = TestKey::rsa("rsa-1");
     let keys = KeyServer::start(jwks(&[&key]));
-    let extra = format!("trusted_proxies: [{trusted}]\nrate_limits:\n{limits}");
-    let config = standard_config(&keys.issuer(), &upstream.url(), &extra).replace(
-        "routes:\n",
-        &format!(
-            "routes:\n  - path: /login\n    public: true\n    rate_limit: [{login_limits}]\n  - path: /me\n    rate_limit: [{user_limits}]\n"
-        ),
-    );
+    let config = limits
+        .iter()
+        .fold(TestConfig::new(&keys.issuer(), &upstream.url()), |config, (name, settings)| {
+            config.rate_limit(name, settings)
+        })
+        .main_option("trusted_proxies", &format!("[{trusted}]"))
+        .leading_route(&[("path", "/login"), ("public", "true"), ("rate_limit", &format!("[{login_limits}]"))])
+        .leading_route(&[("path", "/me"), ("rate_limit", &format!("[{user_limits}]"))])
+        .render();
     let proxy = Proxy::start(&config);
     (upstream, keys, key, proxy)
 }
@@ -33,12 +44,12 @@ fn login(proxy: &Proxy, client: Option<&str>, body: &str) -> Response {
     request(proxy.addr, "POST", "/login", &headers, body.as_bytes())
 }
 
-const PER_IP: &str = "  per-ip:\n    key: client_ip\n    limit: 3\n    per: 1m\n";
-const PER_USER: &str = "  per-user:\n    key: form:username\n    limit: 2\n    per: 1m\n";
+const PER_IP: Limit = ("per-ip", "{key: client_ip, limit: 3, per: 1m}");
+const PER_USER: Limit = ("per-user", "{key: \"form:username\", limit: 2, per: 1m}");
 
 #[test]
 fn a_burst_is_served_then_429_with_retry_after_and_ratelimit_headers() {
-    let (upstream, _k, _key, proxy) = start(PER_IP, "per-ip", "per-ip", "");
+    let (upstream, _k, _key, proxy) = start(&[PER_IP], "per-ip", "per-ip", "");
     for _ in 0..3 {
         assert_eq!(login(&proxy, None, "username=a").status, 200);
     }
@@ -56,8 +67,8 @@ fn a_burst_is_served_then_429_with_retry_after_and_ratelimit_headers() {
 
 #[test]
 fn the_bucket_refills_after_the_period() {
-    let limits = "  fast:\n    key: client_ip\n    limit: 2\n    per: 1s\n";
-    let (_u, _k, _key, proxy) = start(limits, "fast", "fast", "");
+    let limits = [("fast", "{key: client_ip, limit: 2, per: 1s}")];
+    let (_u, _k, _key, proxy) = start(&limits, "fast", "fast", "");
     assert_eq!(login(&proxy, None, "").status, 200);
     assert_eq!(login(&proxy, None, "").status, 200);
     assert_eq!(login(&proxy, None, "").status, 429);
@@ -68,13 +79,13 @@ fn the_bucket_refills_after_the_period() {
 #[test]
 fn forwarded_for_is_believed_only_from_trusted_proxies() {
     // Untrusted: rotating X-Forwarded-For does not escape the limit.
-    let (_u, _k, _key, proxy) = start(PER_IP, "per-ip", "per-ip", "");
+    let (_u, _k, _key, proxy) = start(&[PER_IP], "per-ip", "per-ip", "");
     let statuses: Vec<u16> = (0..5).map(|n| login(&proxy, Some(&format!("198.51.100.{n}")), "").status).collect();
     assert_eq!(statuses, [200, 200, 200, 429, 429]);
 
     // Trusted loopback proxy: the right-most untrusted address is the client,
     // and one limited client does not affect another.
-    let (_u, _k, _key, proxy) = start(PER_IP, "per-ip", "per-ip", "\"127.0.0.0/8\", \"10.0.0.0/8\"");
+    let (_u, _k, _key, proxy) = start(&[PER_IP], "per-ip", "per-ip", "\"127.0.0.0/8\", \"10.0.0.0/8\"");
     for _ in 0..3 {
         assert_eq!(login(&proxy, Some("203.0.113.7, 10.1.2.3"), "").status, 200);
     }
@@ -87,8 +98,7 @@ fn forwarded_for_is_believed_only_from_trusted_proxies() {
 
 #[test]
 fn a_username_limit_holds_across_many_client_addresses() {
-    let (upstream, _k, _key, proxy) =
-        start(&format!("{PER_IP}{PER_USER}"), "per-ip, per-user", "per-ip", "\"127.0.0.1\"");
+    let (upstream, _k, _key, proxy) = start(&[PER_IP, PER_USER], "per-ip, per-user", "per-ip", "\"127.0.0.1\"");
     let mut statuses = Vec::new();
     for n in 0..4 {
         statuses.push(login(&proxy, Some(&format!("203.0.113.{n}")), "username=victim&password=guess").status);
@@ -112,7 +122,7 @@ fn a_username_limit_holds_across_many_client_addresses() {
 
 #[test]
 fn the_login_body_reaches_the_upstream_byte_for_byte() {
-    let (upstream, _k, _key, proxy) = start(PER_USER, "per-user", "per-user", "");
+    let (upstream, _k, _key, proxy) = start(&[PER_USER], "per-user", "per-user", "");
     let bodies: Vec<Vec<u8>> = vec![
         b"username=alice&password=p%40ss+word&remember=1".to_vec(),
         b"password=x&username=%E2%98%83&extra=%00%FF".to_vec(),
@@ -134,8 +144,8 @@ fn the_login_body_reaches_the_upstream_byte_for_byte() {
 
 #[test]
 fn subject_limits_apply_per_verified_subject() {
-    let limits = "  per-subject:\n    key: subject\n    limit: 2\n    per: 1m\n";
-    let (_u, keys, key, proxy) = start(limits, "", "per-subject", "");
+    let limits = [("per-subject", "{key: subject, limit: 2, per: 1m}")];
+    let (_u, keys, key, proxy) = start(&limits, "", "per-subject", "");
     let token = |sub: &str| key.sign(&harness::keys::claims(&keys.issuer(), "todo-api", sub, ""));
     let alice = token("alice");
     let statuses: Vec<u16> =
@@ -148,16 +158,14 @@ fn subject_limits_apply_per_verified_subject() {
 
 #[test]
 fn limits_survive_a_reload_when_unchanged_and_restart_when_changed() {
-    let w = World::start_with(&format!("rate_limits:\n{PER_IP}"));
-    let with_limit = |config: String| {
-        config.replace(
-            "  - path: /public/**\n    public: true\n",
-            "  - path: /public/**\n    public: true\n    rate_limit: per-ip\n",
-        )
-    };
-    let base =
-        harness::fixtures::standard_config(&w.keys.issuer(), &w.upstream.url(), &format!("rate_limits:\n{PER_IP}"));
-    w.proxy.rewrite_config(&with_limit(base.clone()));
+    let (name, settings) = PER_IP;
+    let w = World::start_configured(|config| config.rate_limit(name, settings));
+    let limited = TestConfig::new(&w.keys.issuer(), &w.upstream.url()).rate_limit(name, settings).route_option(
+        "/public/**",
+        "rate_limit",
+        name,
+    );
+    w.proxy.rewrite_config(&limited.render());
     let applied = harness::wait_until(Duration::from_secs(5), || {
         w.proxy.metric("portcullis_config_reloads_total{result=\"success\"}") == Some(2.0)
     });
@@ -168,7 +176,7 @@ fn limits_survive_a_reload_when_unchanged_and_restart_when_changed() {
     assert_eq!(get(w.proxy.addr, "/public/x", &[]).status, 429);
 
     // An unrelated change: the limit's state is kept.
-    w.proxy.rewrite_config(&with_limit(base.replace("realm: \"test-api\"", "realm: \"renamed\"")));
+    w.proxy.rewrite_config(&limited.clone().realm("renamed").render());
     let applied = harness::wait_until(Duration::from_secs(5), || {
         w.proxy.metric("portcullis_config_reloads_total{result=\"success\"}") == Some(3.0)
     });
@@ -176,7 +184,7 @@ fn limits_survive_a_reload_when_unchanged_and_restart_when_changed() {
     assert_eq!(get(w.proxy.addr, "/public/x", &[]).status, 429, "still limited after the reload");
 
     // A changed quota is a new limiter.
-    w.proxy.rewrite_config(&with_limit(base.replace("limit: 3", "limit: 4")));
+    w.proxy.rewrite_config(&limited.rate_limit(name, "{key: client_ip, limit: 4, per: 1m}").render());
     let applied = harness::wait_until(Duration::from_secs(5), || {
         w.proxy.metric("portcullis_config_reloads_total{result=\"success\"}") == Some(4.0)
     });

@@ -2,6 +2,7 @@
 //! RSA key, an HS256 issuer, and the proxy with a policy shaped like the
 //! reference configuration.
 
+use crate::config::TestConfig;
 use crate::keys::{claims, jwks, TestKey};
 use crate::proxy::{Proxy, ProxyOptions};
 use crate::servers::{KeyServer, Upstream};
@@ -13,48 +14,9 @@ pub const HS_ENV: &str = "TEST_HS_SECRET";
 
 /// The standard policy for `issuer` (a discovery URL) and `upstream`.
 /// `extra` is appended to the top level (more rate limits, tokens, ...).
+/// To change anything else, use [`TestConfig`].
 pub fn standard_config(issuer: &str, upstream: &str, extra: &str) -> String {
-    format!(
-        r#"realm: "test-api"
-threads: 2
-upstreams:
-  api:
-    url: "{upstream}"
-issuers:
-  - name: sso
-    issuer: "{issuer}"
-    audiences: ["{AUDIENCE}"]
-    algorithms: ["RS256", "PS256", "ES256", "EdDSA"]
-    min_refresh_interval: 1s
-    http_timeout: 2s
-  - name: local
-    issuer: "{HS_ISSUER}"
-    algorithms: ["HS256"]
-    secret_env: "{HS_ENV}"
-    audiences: ["{AUDIENCE}"]
-identity_headers:
-  X-Auth-Subject: sub
-  X-Auth-Issuer: iss
-  X-Auth-Scopes: scopes
-  X-Auth-Email: email
-{extra}
-routes:
-  - path: /healthz
-    public: true
-  - path: /public/**
-    public: true
-  - path: /todos/**
-    methods: [GET]
-    scopes: [tasks:read]
-  - path: /todos/**
-    methods: [POST, PUT, PATCH, DELETE]
-    scopes: [tasks:write]
-  - path: /admin/**
-    any_scopes: [admin, superuser]
-  - path: /sso-only/**
-    issuers: [sso]
-"#
-    )
+    TestConfig::new(issuer, upstream).extra(extra).render()
 }
 
 /// Everything a typical end-to-end test talks to.
@@ -72,10 +34,15 @@ impl World {
 
     /// With `extra` top-level configuration.
     pub fn start_with(extra: &str) -> World {
+        World::start_configured(|config| config.extra(extra))
+    }
+
+    /// With the standard configuration as `configure` changes it.
+    pub fn start_configured(configure: impl FnOnce(TestConfig) -> TestConfig) -> World {
         let upstream = Upstream::start("api");
         let rsa = TestKey::rsa("rsa-1");
         let keys = KeyServer::start(jwks(&[&rsa]));
-        let config = standard_config(&keys.issuer(), &upstream.url(), extra);
+        let config = configure(TestConfig::new(&keys.issuer(), &upstream.url())).render();
         let proxy = Proxy::start_with(ProxyOptions { config: &config, env: &[(HS_ENV, HS_SECRET)], wait_ready: true });
         World { upstream, keys, rsa, proxy }
     }

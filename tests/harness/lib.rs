@@ -9,9 +9,12 @@
 //! - [`proxy`]: starting, reloading, signalling and stopping the binary.
 //! - [`oidc`]: the `oidc-provider` OpenID provider from `tests/idp`.
 //! - [`fixtures`]: the standard world most tests start from.
+//! - [`config`]: the standard configuration as a builder, for tests that
+//!   change part of it.
 #![forbid(unsafe_code)]
 
 pub mod client;
+pub mod config;
 pub mod fixtures;
 pub mod keys;
 pub mod oidc;
