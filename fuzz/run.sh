@@ -54,11 +54,24 @@ else
     mapfile -t targets < <(cargo fuzz list)
 fi
 
-echo "== building fuzz targets (sanitizer: $sanitizer; release profile with debug assertions, see Cargo.toml)"
+# Clippy's lints run inside the one instrumented build (as in tests/run.sh):
+# clippy-driver as the compiler of this workspace's own crate, the targets
+# (RUSTC_WORKSPACE_WRAPPER, as `cargo clippy` itself sets it); the lint
+# levels in Cargo.toml make every warning an error. A separate `cargo clippy` would check the whole
+# dependency tree again and rebuild aws-lc and libFuzzer in a target dir of
+# its own (sharing this one, its other flags would rebuild them here). The
+# crates under test are linted by the main workspace's build.
+clippy_driver="$(rustc --print sysroot)/bin/clippy-driver"
+if [[ ! -x "$clippy_driver" ]]; then
+    echo "clippy is missing: rustup component add clippy" >&2
+    exit 1
+fi
+
+echo "== building fuzz targets, with clippy's lints as errors (sanitizer: $sanitizer; release profile with debug assertions, see Cargo.toml)"
 t0=$(now)
 # 16 codegen units: a much shorter cold build on few cores, for a few
 # percent of fuzzing speed (cargo-fuzz defaults to 1).
-cargo fuzz build --release --sanitizer "$sanitizer" --codegen-units 16
+RUSTC_WORKSPACE_WRAPPER="$clippy_driver" cargo fuzz build --release --sanitizer "$sanitizer" --codegen-units 16
 build_s=$(($(now) - t0))
 echo "   built in ${build_s}s"
 
@@ -69,6 +82,7 @@ extra_args() {
         bearer) echo "-max_len=9216" ;;
         config_load) echo "-max_len=8192" ;;
         jwks) echo "-max_len=32768" ;;
+        discovery) echo "-max_len=16384" ;;
         *) echo "" ;;
     esac
 }

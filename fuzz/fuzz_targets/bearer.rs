@@ -16,8 +16,8 @@
 //!   from a freshly built `Bearer <token>` header.
 #![no_main]
 
-use libfuzzer_sys::fuzz_target;
 use credentials::bearer::{from_headers, from_query, BearerError};
+use libfuzzer_sys::fuzz_target;
 
 const MAX: usize = 8192;
 const SMALL: usize = 16;

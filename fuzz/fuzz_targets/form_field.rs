@@ -15,8 +15,8 @@
 //!   counted; without the key, nothing is.
 #![no_main]
 
-use libfuzzer_sys::fuzz_target;
 use credentials::form::form_field_values;
+use libfuzzer_sys::fuzz_target;
 use serde_json::Value;
 
 #[path = "common.rs"]

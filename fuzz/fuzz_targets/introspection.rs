@@ -24,9 +24,9 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use config::{Algorithm, ClaimPath, Introspection, Issuer, KeySource, Secret};
-use libfuzzer_sys::fuzz_target;
 use credentials::claims;
 use credentials::introspection::{judge, Answer};
+use libfuzzer_sys::fuzz_target;
 use serde_json::{Map, Value};
 
 const NOW: u64 = 1_800_000_000;

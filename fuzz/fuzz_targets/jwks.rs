@@ -15,8 +15,8 @@
 #![no_main]
 
 use config::Algorithm;
-use libfuzzer_sys::fuzz_target;
 use credentials::keys::{JwksError, KeyLookup, KeySet, MAX_KEYS};
+use libfuzzer_sys::fuzz_target;
 use serde_json::Value;
 
 #[path = "common.rs"]

@@ -16,8 +16,8 @@
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use libfuzzer_sys::fuzz_target;
 use credentials::peek::{peek, split, PeekError};
+use libfuzzer_sys::fuzz_target;
 use serde_json::Value;
 
 fn manual_split(token: &str) -> Option<[&str; 3]> {

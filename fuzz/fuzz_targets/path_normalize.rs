@@ -184,7 +184,7 @@ fuzz_target!(|data: &[u8]| {
         assert!(std::str::from_utf8(segment).is_ok(), "{raw_s} -> {text_s}: decodes to invalid UTF-8");
     }
     // One trailing slash is kept exactly when the request had one after a segment.
-    let raw_trailing = raw.len() > 1 && raw.ends_with('/') && raw.trim_matches('/') != "";
+    let raw_trailing = raw.len() > 1 && raw.ends_with('/') && !raw.trim_matches('/').is_empty();
     let text_trailing = text.len() > 1 && text.ends_with('/');
     assert_eq!(raw_trailing, text_trailing, "{raw_s} -> {text_s}: trailing slash");
 

@@ -64,12 +64,7 @@ extern "C" {
     pub fn inflateEnd(strm: z_streamp) -> c_int;
     pub fn inflateReset2(strm: z_streamp, windowBits: c_int) -> c_int;
     pub fn inflateSetDictionary(strm: z_streamp, dictionary: *const Bytef, dictLength: uInt) -> c_int;
-    pub fn inflateInit2_(
-        strm: z_streamp,
-        windowBits: c_int,
-        version: *const c_char,
-        stream_size: c_int,
-    ) -> c_int;
+    pub fn inflateInit2_(strm: z_streamp, windowBits: c_int, version: *const c_char, stream_size: c_int) -> c_int;
     pub fn zlibVersion() -> *const c_char;
 }
 

@@ -1,0 +1,120 @@
+//! OpenID Connect discovery documents, as fetched from an issuer's
+//! `.well-known/openid-configuration`.
+//!
+//! Input: the document's bytes. Parsed for a fixed configured issuer and,
+//! when the document's `issuer` is a JSON string, for that issuer and for it
+//! with a trailing `/`.
+//!
+//! Invariants:
+//! - never a panic;
+//! - `NotObject` exactly when the document does not start (after
+//!   whitespace) with `{`;
+//! - accepted only for the configured issuer, exactly (a trailing `/` is
+//!   another issuer), and only with `http(s)://` endpoints: the document's
+//!   `jwks_uri` and `introspection_endpoint` (absent or null: none),
+//!   unchanged;
+//! - for a JSON object that serde_json reads: the outcome is the one its
+//!   members call for (missing or mistyped members: `Malformed`; another
+//!   issuer: `WrongIssuer` naming both; a non-http(s) endpoint:
+//!   `NotHttpUrl` naming it, `jwks_uri` first), and `Malformed` otherwise
+//!   only for a member given twice. The same members without duplicates,
+//!   re-serialised, give exactly that outcome.
+#![no_main]
+
+use credentials::discovery::{self, Discovered, DiscoveryError};
+use libfuzzer_sys::fuzz_target;
+use serde_json::{Map, Value};
+
+const ISSUER: &str = "https://sso.example.com/realms/app";
+
+fn is_http_url(url: &str) -> bool {
+    url.starts_with("https://") || url.starts_with("http://")
+}
+
+/// What the members of a JSON object call for, for `expected`.
+fn outcome(map: &Map<String, Value>, expected: &str) -> Result<Discovered, DiscoveryError> {
+    let malformed = || DiscoveryError::Malformed(String::new());
+    let issuer = map.get("issuer").and_then(Value::as_str).ok_or_else(malformed)?;
+    let jwks_uri = map.get("jwks_uri").and_then(Value::as_str).ok_or_else(malformed)?;
+    let introspection_endpoint = match map.get("introspection_endpoint") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(url)) => Some(url.clone()),
+        Some(_) => return Err(malformed()),
+    };
+    if issuer != expected {
+        return Err(DiscoveryError::WrongIssuer { found: issuer.to_owned(), expected: expected.to_owned() });
+    }
+    for url in std::iter::once(jwks_uri).chain(introspection_endpoint.as_deref()) {
+        if !is_http_url(url) {
+            return Err(DiscoveryError::NotHttpUrl(url.to_owned()));
+        }
+    }
+    Ok(Discovered { jwks_uri: jwks_uri.to_owned(), introspection_endpoint })
+}
+
+/// The same outcome, ignoring serde_json's message for `Malformed`.
+fn same(got: &Result<Discovered, DiscoveryError>, want: &Result<Discovered, DiscoveryError>) -> bool {
+    match (got, want) {
+        (Err(DiscoveryError::Malformed(_)), Err(DiscoveryError::Malformed(_))) => true,
+        _ => got == want,
+    }
+}
+
+fn check(document: &[u8], parsed: Option<&Value>, expected: &str) -> Result<Discovered, DiscoveryError> {
+    let result = discovery::parse(document, expected);
+    let object = document.trim_ascii_start().first() == Some(&b'{');
+    assert_eq!(matches!(result, Err(DiscoveryError::NotObject)), !object, "NotObject without reason: {result:?}");
+    match &result {
+        Ok(found) => {
+            assert!(is_http_url(&found.jwks_uri), "accepted jwks_uri {:?}", found.jwks_uri);
+            if let Some(url) = &found.introspection_endpoint {
+                assert!(is_http_url(url), "accepted introspection_endpoint {url:?}");
+            }
+        }
+        Err(DiscoveryError::WrongIssuer { found, expected: named }) => {
+            assert_eq!(named, expected, "WrongIssuer names another configured issuer");
+            assert_ne!(found, expected, "WrongIssuer for the configured issuer");
+        }
+        Err(DiscoveryError::NotHttpUrl(url)) => assert!(!is_http_url(url), "NotHttpUrl for {url:?}"),
+        Err(DiscoveryError::NotObject | DiscoveryError::Malformed(_)) => {}
+    }
+    // `None`: serde_json builds no `Value` although the product may read the
+    // document (invalid UTF-8 in a member it skips, nesting past `Value`'s
+    // recursion limit); the members are then not compared.
+    match parsed {
+        Some(Value::Object(map)) => {
+            let want = outcome(map, expected);
+            if let Err(DiscoveryError::Malformed(message)) = &result {
+                // serde_json's `Value` keeps the last of duplicate members,
+                // the product refuses them.
+                assert!(
+                    same(&result, &want) || message.contains("duplicate field"),
+                    "Malformed ({message}) although the members call for {want:?}"
+                );
+            } else {
+                assert!(same(&result, &want), "{result:?}, but the members call for {want:?}");
+            }
+            let canonical = serde_json::to_vec(map).unwrap_or_default();
+            let again = discovery::parse(&canonical, expected);
+            assert!(same(&again, &want), "re-serialised: {again:?}, but the members call for {want:?}");
+        }
+        Some(_) => assert_eq!(result, Err(DiscoveryError::NotObject), "accepted a JSON value that is not an object"),
+        None => {}
+    }
+    result
+}
+
+fuzz_target!(|data: &[u8]| {
+    let parsed = serde_json::from_slice::<Value>(data).ok();
+    let fixed = check(data, parsed.as_ref(), ISSUER);
+    let Some(own) = parsed.as_ref().and_then(|v| v.get("issuer")).and_then(Value::as_str) else { return };
+    let own_result = check(data, parsed.as_ref(), own);
+    let slashed = format!("{own}/");
+    let slashed_result = check(data, parsed.as_ref(), &slashed);
+    assert!(slashed_result.is_err(), "accepted for {slashed:?}, issuer {own:?}");
+    if own == ISSUER {
+        assert_eq!(fixed, own_result);
+    } else {
+        assert!(fixed.is_err(), "accepted for {ISSUER:?}, issuer {own:?}");
+    }
+});
