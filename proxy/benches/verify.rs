@@ -1,8 +1,9 @@
 //! Token verification cost per algorithm, and the verified-token cache hit.
 //!
-//! Each iteration is a full `Authenticator::authenticate`: cache lookup
-//! (disabled for the "verify" group), unverified peek, key selection,
-//! signature and claim checks, scope extraction and identity headers.
+//! Each iteration is a full `Authenticator::authenticate_request`: the
+//! bearer token found in the `Authorization` header, cache lookup (disabled
+//! for the "verify" group), unverified peek, key selection, signature and
+//! claim checks, scope extraction and identity headers.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -12,14 +13,12 @@ use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::signature::{EcdsaKeyPair, Ed25519KeyPair, KeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine;
-use config::{Algorithm, ClaimPath, HeaderValueSource, IdentityHeader, Issuer, KeySource, Secret};
+use config::{Algorithm, ClaimPath, HeaderValueSource, IdentityHeader, Issuer, KeySource, Secret, TokenSettings};
+use credentials::keys::{to_jwt_algorithm, KeySet};
 use criterion::{criterion_group, criterion_main, Criterion};
 use jsonwebtoken::{EncodingKey, Header};
-use portcullis::auth::cache::TokenCache;
-use portcullis::auth::keys::{to_jwt_algorithm, KeySet};
-use portcullis::auth::{Authenticator, IssuerState};
-use portcullis::idp::IdpClient;
-use portcullis::metrics::Metrics;
+use pingora::http::RequestHeader;
+use portcullis::{AuthSettings, Authenticator, IdpClient, IssuerState, Metrics, TokenCache};
 use serde_json::json;
 
 const ISSUER: &str = "https://bench.example.com";
@@ -88,7 +87,7 @@ fn issuer(signer: &Signer) -> Issuer {
 
 /// A realistic access token (about 850 bytes with RS256).
 fn token(signer: &Signer, n: u64) -> String {
-    let now = portcullis::idp::unix_now();
+    let now = portcullis::unix_now();
     let claims = json!({
         "iss": ISSUER, "aud": "bench-api", "sub": format!("user-{n}"),
         "scope": "openid profile email tasks:read tasks:write",
@@ -119,14 +118,26 @@ fn authenticator(runtime: &tokio::runtime::Runtime, signer: &Signer, cache: usiz
         },
         IdentityHeader { name: "x-auth-scopes".into(), source: HeaderValueSource::Scopes },
     ];
-    Authenticator::new(
-        vec![state],
-        headers,
-        Arc::new(TokenCache::new(cache)),
-        Duration::from_secs(300),
-        client,
-        metrics,
-    )
+    let settings = AuthSettings {
+        issuers: vec![state],
+        identity_headers: headers,
+        tokens: &TokenSettings { max_bytes: 8192, query_parameter: None },
+        cache: Arc::new(TokenCache::new(cache)),
+        cache_ttl: Duration::from_secs(300),
+    };
+    Authenticator::new(settings, client, metrics)
+}
+
+/// A request carrying `token` as its bearer credential.
+fn request(token: &str) -> RequestHeader {
+    let mut request = RequestHeader::build("GET", b"/", None).expect("request");
+    request.insert_header("authorization", format!("Bearer {token}")).expect("header");
+    request
+}
+
+/// Authenticated, as the proxy would on a request.
+async fn verifies(auth: &Authenticator, request: &RequestHeader) -> bool {
+    matches!(auth.authenticate_request(request).await, Some(Ok(_)))
 }
 
 fn verification(c: &mut Criterion) {
@@ -141,14 +152,14 @@ fn verification(c: &mut Criterion) {
     ];
     for (name, signer) in &signers {
         let auth = authenticator(&runtime, signer, 0);
-        let token = token(signer, 1);
-        assert!(runtime.block_on(auth.authenticate(&token)).0.is_ok(), "{name} token verifies");
+        let request = request(&token(signer, 1));
+        assert!(runtime.block_on(verifies(&auth, &request)), "{name} token verifies");
         group.bench_function(*name, |b| {
             b.iter_custom(|iterations| {
                 runtime.block_on(async {
                     let start = Instant::now();
                     for _ in 0..iterations {
-                        std::hint::black_box(auth.authenticate(std::hint::black_box(&token)).await.0.is_ok());
+                        std::hint::black_box(verifies(&auth, std::hint::black_box(&request)).await);
                     }
                     start.elapsed()
                 })
@@ -160,16 +171,17 @@ fn verification(c: &mut Criterion) {
     let signer = &signers[0].1;
     let auth = authenticator(&runtime, signer, 100_000);
     let tokens: Vec<String> = (0..1000).map(|n| token(signer, n)).collect();
-    for token in &tokens {
-        assert!(runtime.block_on(auth.authenticate(token)).0.is_ok());
+    let requests: Vec<RequestHeader> = tokens.iter().map(|token| request(token)).collect();
+    for request in &requests {
+        assert!(runtime.block_on(verifies(&auth, request)));
     }
     c.bench_function("cache_hit/RS256_of_1000", |b| {
         b.iter_custom(|iterations| {
             runtime.block_on(async {
                 let start = Instant::now();
                 for i in 0..iterations {
-                    let token = &tokens[(i % 1000) as usize];
-                    std::hint::black_box(auth.authenticate(std::hint::black_box(token)).await.0.is_ok());
+                    let request = &requests[(i % 1000) as usize];
+                    std::hint::black_box(verifies(&auth, std::hint::black_box(request)).await);
                 }
                 start.elapsed()
             })

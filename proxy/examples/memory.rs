@@ -11,9 +11,7 @@ use std::time::Duration;
 use config::{RateKey, RateLimit};
 use http::HeaderValue;
 use policy::{IssuerId, ScopeSet};
-use portcullis::auth::cache::{digest, TokenCache};
-use portcullis::auth::Identity;
-use portcullis::ratelimit::{KeyValue, Limiter};
+use portcullis::{digest, Identity, KeyValue, LimitCounters, Limiter, TokenCache};
 
 const KEYS: u32 = 1_000_000;
 
@@ -38,7 +36,7 @@ fn limiter(max_keys: usize) -> Limiter {
             max_keys,
             ipv6_prefix: 64,
         },
-        portcullis::ratelimit::LimitCounters::unregistered(),
+        LimitCounters::unregistered(),
     )
 }
 

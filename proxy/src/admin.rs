@@ -13,21 +13,21 @@ use pingora::protocols::http::ServerSession;
 use crate::metrics::Metrics;
 use crate::runtime::Current;
 
-pub struct Admin {
+pub(crate) struct Admin {
     current: Current,
     metrics: Arc<Metrics>,
 }
 
 impl Admin {
-    pub fn new(current: Current, metrics: Arc<Metrics>) -> Admin {
+    pub(crate) fn new(current: Current, metrics: Arc<Metrics>) -> Admin {
         Admin { current, metrics }
     }
 
     /// Gauges that are read rather than counted: set them just before a scrape.
     fn refresh_gauges(&self) {
         let runtime = self.current.load();
-        self.metrics.token_cache_entries.set(runtime.auth.cache().len() as i64);
-        for limiter in &runtime.limiters {
+        self.metrics.token_cache_entries.set(runtime.auth().cache().len() as i64);
+        for limiter in runtime.limiters() {
             self.metrics.rate_limit_keys.with_label_values(&[limiter.name()]).set(limiter.tracked_keys() as i64);
         }
     }

@@ -7,6 +7,9 @@ use std::path::Path;
 use config::{Loaded, Mode, Severity};
 use policy::{decide, normalize, normalize_host, Access, Decision, IssuerId, Principal, RouteTable, ScopeSet};
 
+use crate::auth::Challenges;
+use crate::gateway::respond::Denied;
+
 /// Validate a configuration. Prints every problem as `FILE:LINE:COL:
 /// message` and returns the process exit code: 0 valid, 1 not.
 pub fn check(path: &Path, out: &mut impl std::io::Write) -> std::io::Result<i32> {
@@ -65,7 +68,7 @@ pub fn explain(path: &Path, question: &Question<'_>) -> (String, i32) {
     let normalized = match normalize(question.path) {
         Ok(path) => path,
         Err(e) => {
-            let _ = writeln!(text, "  answer: 400 invalid_request ({e}); never forwarded");
+            let _ = writeln!(text, "  answer: {}; never forwarded", Denied::bad_request(400, e.to_string()).describe());
             return (text, 0);
         }
     };
@@ -75,7 +78,7 @@ pub fn explain(path: &Path, question: &Question<'_>) -> (String, i32) {
     let host = match question.host.map(normalize_host) {
         Some(Ok(host)) => Some(host.into_owned()),
         Some(Err(e)) => {
-            let _ = writeln!(text, "  answer: 400 invalid_request ({e})");
+            let _ = writeln!(text, "  answer: {}", Denied::bad_request(400, e.to_string()).describe());
             return (text, 0);
         }
         None => None,
@@ -120,7 +123,9 @@ pub fn explain(path: &Path, question: &Question<'_>) -> (String, i32) {
         None => default_issuer(route.map(|r| &r.access)),
     };
     let forwarded = format!("forwarded to the upstream as {normalized}");
-    let _ = writeln!(text, "  without a token: {}", answer(decide(route, None), &config.realm, &forwarded));
+    let challenges = Challenges::new(&config.realm);
+    let answer = |decision| answer(decision, &challenges, &forwarded);
+    let _ = writeln!(text, "  without a token: {}", answer(decide(route, None)));
     match issuer {
         Some(issuer) if issuer.0 < config.issuers.len() || config.issuers.is_empty() => {
             let scopes = ScopeSet::new(question.scopes.iter().map(String::as_str));
@@ -130,7 +135,7 @@ pub fn explain(path: &Path, question: &Question<'_>) -> (String, i32) {
                 text,
                 "  with a valid token from '{issuer_name}' with scopes [{}]: {}",
                 question.scopes.join(" "),
-                answer(decision, &config.realm, &forwarded)
+                answer(decision)
             );
         }
         _ => {
@@ -169,12 +174,10 @@ fn requirement(access: &Access, config: &config::Config) -> String {
     parts.join(" ")
 }
 
-fn answer(decision: Decision<'_>, realm: &str, forwarded: &str) -> String {
-    match decision {
-        Decision::Public | Decision::Allow => format!("200-class: {forwarded}"),
-        Decision::Unauthenticated => format!("401 (WWW-Authenticate: Bearer realm=\"{realm}\")"),
-        Decision::IssuerNotAccepted => "401 invalid_token (issuer not accepted for this route)".to_owned(),
-        Decision::InsufficientScope { required } => format!("403 insufficient_scope (scope=\"{required}\")"),
-        Decision::NoRoute => "403 (no route: default deny)".to_owned(),
+/// The answer to a decision, from the same mapping the proxy answers with.
+fn answer(decision: Decision<'_>, challenges: &Challenges, forwarded: &str) -> String {
+    match Denied::by_policy(decision, challenges) {
+        Some(denied) => denied.describe(),
+        None => format!("200-class: {forwarded}"),
     }
 }

@@ -31,14 +31,14 @@ const AUDIENCE: &str = "todo-api";
 const KID: &str = "demo-key-1";
 
 /// A signing key generated for this run only.
-pub struct DemoIssuer {
+pub(crate) struct DemoIssuer {
     pub issuer: String,
     pkcs8: Vec<u8>,
     jwks: String,
 }
 
 impl DemoIssuer {
-    pub fn generate(issuer: String) -> anyhow::Result<DemoIssuer> {
+    pub(crate) fn generate(issuer: String) -> anyhow::Result<DemoIssuer> {
         let rng = SystemRandom::new();
         let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng)
             .map_err(|_| anyhow::anyhow!("cannot generate a demo key"))?;
@@ -57,7 +57,7 @@ impl DemoIssuer {
     }
 
     /// A token for `subject` with `scopes`, valid for an hour.
-    pub fn mint(&self, subject: &str, scopes: &str) -> anyhow::Result<String> {
+    pub(crate) fn mint(&self, subject: &str, scopes: &str) -> anyhow::Result<String> {
         let now = crate::idp::unix_now();
         let claims = serde_json::json!({
             "iss": self.issuer, "sub": subject, "aud": AUDIENCE, "scope": scopes,
@@ -81,7 +81,7 @@ impl DemoIssuer {
 }
 
 /// The demo configuration: real YAML, validated like any other.
-pub fn demo_config(proxy: u16, issuer: &str, upstream: u16, admin: u16) -> String {
+pub(crate) fn demo_config(proxy: u16, issuer: &str, upstream: u16, admin: u16) -> String {
     format!(
         r#"listen: "127.0.0.1:{proxy}"
 admin_listen: "127.0.0.1:{admin}"
@@ -170,7 +170,6 @@ pub fn run(port: u16) -> anyhow::Result<()> {
     let result = serve(Launch {
         config: loaded.config,
         config_path: None,
-        extra_services: Vec::new(),
         on_ready: Some(Box::new(move || {
             // Invite curl only once the proxy really accepts connections.
             std::thread::spawn(move || {

@@ -3,7 +3,9 @@
 //! All IdP I/O runs on one small runtime of its own ([`IdpClient`]), never on
 //! Pingora's request threads: a request that needs a refresh only waits for a
 //! notification, bounded by the issuer's timeout. Every call has a timeout and
-//! a response-size limit; a failed refresh keeps the keys already held.
+//! a response-size limit; a failed refresh keeps the keys already held. What
+//! the IdP answers is parsed by `credentials` (`discovery`, `keys`,
+//! `cache_control`): no I/O there, and fuzzed.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
@@ -12,14 +14,16 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use arc_swap::ArcSwapOption;
 use bytes::{Bytes, BytesMut};
 use config::{Issuer, KeySource};
+use credentials::cache_control;
+use credentials::discovery::{self, Discovered};
+use credentials::keys::{KeySet, MAX_KEYS};
 use tokio::runtime::Handle;
 use tokio::sync::watch;
 
-use crate::auth::keys::{KeySet, MAX_KEYS};
 use crate::metrics::Metrics;
 
 /// Largest IdP response read (discovery, JWKS, introspection).
-pub const MAX_RESPONSE_BYTES: usize = 512 * 1024;
+pub(crate) const MAX_RESPONSE_BYTES: usize = 512 * 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum FetchError {
@@ -112,7 +116,7 @@ impl IdpClient {
             if response.content_length().is_some_and(|n| n > MAX_RESPONSE_BYTES as u64) {
                 return Err(FetchError::TooLarge);
             }
-            let max_age = max_age(response.headers());
+            let max_age = response.headers().get(reqwest::header::CACHE_CONTROL).and_then(cache_control::max_age);
             let mut body = BytesMut::new();
             while let Some(chunk) = response.chunk().await.map_err(transport_error)? {
                 if body.len() + chunk.len() > MAX_RESPONSE_BYTES {
@@ -155,65 +159,17 @@ fn form_urlencode(text: &str) -> String {
     out
 }
 
-fn max_age(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
-    let value = headers.get(reqwest::header::CACHE_CONTROL)?.to_str().ok()?;
-    value.split(',').find_map(|directive| {
-        let (name, seconds) = directive.trim().split_once('=')?;
-        if !name.trim().eq_ignore_ascii_case("max-age") {
-            return None;
-        }
-        seconds.trim().trim_matches('"').parse::<u64>().ok().map(Duration::from_secs)
-    })
-}
-
-/// Endpoints learnt from OIDC discovery.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Discovered {
-    pub jwks_uri: String,
-    pub introspection_endpoint: Option<String>,
-}
-
-/// Parse a discovery document; its `issuer` must be exactly the configured
-/// one (OpenID Connect Discovery 1.0, section 4.3), or keys from it could
-/// belong to someone else.
-pub fn parse_discovery(body: &[u8], expected_issuer: &str) -> Result<Discovered, FetchError> {
-    #[derive(serde::Deserialize)]
-    struct Document {
-        issuer: String,
-        jwks_uri: String,
-        #[serde(default)]
-        introspection_endpoint: Option<String>,
-    }
-    if !crate::auth::peek::is_json_object(body) {
-        return Err(FetchError::Invalid("discovery document is not a JSON object".into()));
-    }
-    let document: Document =
-        serde_json::from_slice(body).map_err(|e| FetchError::Invalid(format!("discovery document: {e}")))?;
-    if document.issuer != expected_issuer {
-        return Err(FetchError::Invalid(format!(
-            "discovery document is for issuer '{}', not '{}'",
-            document.issuer, expected_issuer
-        )));
-    }
-    for url in std::iter::once(&document.jwks_uri).chain(document.introspection_endpoint.as_ref()) {
-        if !(url.starts_with("https://") || url.starts_with("http://")) {
-            return Err(FetchError::Invalid(format!("'{url}' is not an http(s) URL")));
-        }
-    }
-    Ok(Discovered { jwks_uri: document.jwks_uri, introspection_endpoint: document.introspection_endpoint })
-}
-
 /// What readiness reports about one issuer.
 #[derive(Debug, Clone, Default)]
-pub struct KeyStatus {
-    pub last_success: Option<SystemTime>,
-    pub last_error: Option<String>,
+pub(crate) struct KeyStatus {
+    /// Why the last fetch failed; cleared by a success.
+    pub(crate) last_error: Option<String>,
 }
 
 /// The keys of one issuer over time: fetched at start, refreshed
 /// periodically and on demand, kept across configuration reloads while the
 /// issuer's configuration does not change.
-pub struct KeyStore {
+pub(crate) struct KeyStore {
     issuer: Issuer,
     current: ArcSwapOption<KeySet>,
     status: Mutex<KeyStatus>,
@@ -232,7 +188,7 @@ pub struct KeyStore {
 
 impl KeyStore {
     /// Create the store. JWKS issuers start fetching at once, in the background.
-    pub fn start(issuer: Issuer, client: Arc<IdpClient>, metrics: Arc<Metrics>) -> Arc<KeyStore> {
+    pub(crate) fn start(issuer: Issuer, client: Arc<IdpClient>, metrics: Arc<Metrics>) -> Arc<KeyStore> {
         let store = KeyStore::new(issuer, client, metrics);
         match &store.issuer.keys {
             KeySource::Secret { secret: Some(secret), .. } => {
@@ -250,7 +206,12 @@ impl KeyStore {
     }
 
     /// A store holding `keys` that never fetches (benchmarks, tests).
-    pub fn preloaded(issuer: Issuer, keys: KeySet, client: Arc<IdpClient>, metrics: Arc<Metrics>) -> Arc<KeyStore> {
+    pub(crate) fn preloaded(
+        issuer: Issuer,
+        keys: KeySet,
+        client: Arc<IdpClient>,
+        metrics: Arc<Metrics>,
+    ) -> Arc<KeyStore> {
         let store = KeyStore::new(issuer, client, metrics);
         store.current.store(Some(Arc::new(keys)));
         store
@@ -272,27 +233,27 @@ impl KeyStore {
         })
     }
 
-    pub fn issuer(&self) -> &Issuer {
+    pub(crate) fn issuer(&self) -> &Issuer {
         &self.issuer
     }
 
     /// The keys held now; `None` until the first successful fetch.
-    pub fn keys(&self) -> Option<Arc<KeySet>> {
+    pub(crate) fn keys(&self) -> Option<Arc<KeySet>> {
         self.current.load_full()
     }
 
     /// Whether the current key set still holds the key with this
     /// fingerprint. Checked on every cache hit: a borrow of the current set,
     /// not a reference count taken and dropped.
-    pub fn publishes(&self, key_id: u64) -> bool {
+    pub(crate) fn publishes(&self, key_id: u64) -> bool {
         self.current.load().as_ref().is_some_and(|keys| keys.contains(key_id))
     }
 
-    pub fn status(&self) -> KeyStatus {
+    pub(crate) fn status(&self) -> KeyStatus {
         self.status.lock().map(|s| s.clone()).unwrap_or_default()
     }
 
-    pub fn discovered(&self) -> Option<Discovered> {
+    pub(crate) fn discovered(&self) -> Option<Discovered> {
         self.discovered.lock().ok().and_then(|d| d.clone())
     }
 
@@ -301,7 +262,7 @@ impl KeyStore {
     /// most once per `min_refresh_interval`, so a flood of random `kid`s
     /// costs the IdP almost nothing. Returns once the running or started
     /// refresh finishes, or at once when refreshing is not allowed yet.
-    pub async fn refresh_for_unknown_key(self: &Arc<Self>) {
+    pub(crate) async fn refresh_for_unknown_key(self: &Arc<Self>) {
         if let Some(mut done) = self.trigger(false) {
             let _ = tokio::time::timeout(self.issuer.http_timeout * 2, done.changed()).await;
         }
@@ -346,7 +307,6 @@ impl KeyStore {
                 let count = keys.len();
                 self.current.store(Some(Arc::new(keys)));
                 drop(status.last_error.take());
-                status.last_success = Some(SystemTime::now());
                 self.record_keys(count);
                 self.metrics.jwks_fetches.with_label_values(&[issuer, "ok"]).inc();
                 let delay = match max_age {
@@ -385,7 +345,8 @@ impl KeyStore {
                 Some(found) => found.jwks_uri,
                 None => {
                     let document = self.client.get(url, timeout).await?;
-                    let found = parse_discovery(&document.body, &self.issuer.issuer)?;
+                    let found = discovery::parse(&document.body, &self.issuer.issuer)
+                        .map_err(|e| FetchError::Invalid(e.to_string()))?;
                     let uri = found.jwks_uri.clone();
                     if let Ok(mut d) = self.discovered.lock() {
                         *d = Some(found);
@@ -409,7 +370,7 @@ impl KeyStore {
 
     /// Wait for the first fetch to finish, if one is running and no keys are
     /// held yet (a request arriving during start-up).
-    pub async fn wait_for_first_keys(self: &Arc<Self>) {
+    pub(crate) async fn wait_for_first_keys(self: &Arc<Self>) {
         if self.current.load().is_some() {
             return;
         }
@@ -451,27 +412,6 @@ pub fn unix_now() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn discovery_must_name_the_configured_issuer() {
-        let body = br#"{"issuer":"https://a.example.com","jwks_uri":"https://a.example.com/jwks","introspection_endpoint":"https://a.example.com/i"}"#;
-        let found = parse_discovery(body, "https://a.example.com").unwrap();
-        assert_eq!(found.jwks_uri, "https://a.example.com/jwks");
-        assert_eq!(found.introspection_endpoint.as_deref(), Some("https://a.example.com/i"));
-        assert!(parse_discovery(body, "https://b.example.com").is_err());
-        assert!(parse_discovery(br#"{"issuer":"x"}"#, "x").is_err());
-        assert!(parse_discovery(br#"["x", "https://x/jwks", null]"#, "x").is_err());
-        assert!(parse_discovery(br#"{"issuer":"x","jwks_uri":"file:///etc/passwd"}"#, "x").is_err());
-    }
-
-    #[test]
-    fn reads_max_age() {
-        let mut headers = reqwest::header::HeaderMap::new();
-        headers.insert("cache-control", "public, max-age=3600, must-revalidate".parse().unwrap());
-        assert_eq!(max_age(&headers), Some(Duration::from_secs(3600)));
-        headers.insert("cache-control", "no-store".parse().unwrap());
-        assert_eq!(max_age(&headers), None);
-    }
 
     #[test]
     fn client_credentials_are_form_encoded() {

@@ -17,8 +17,8 @@ type FilterHandle = reload::Handle<EnvFilter, Registry>;
 static FILTER: OnceLock<FilterHandle> = OnceLock::new();
 
 fn filter(level: &str) -> EnvFilter {
-    // The level applies to portcullis's own crates. Dependencies never go
-    // below info: Pingora prints whole request headers (Authorization,
+    // The level applies to portcullis itself (the other workspace crates
+    // are pure and do not log). Dependencies never go below info: Pingora prints whole request headers (Authorization,
     // cookies) at debug, and the HTTP client would print the introspection
     // call's Basic credentials at trace.
     let dependencies = match level {
@@ -26,7 +26,7 @@ fn filter(level: &str) -> EnvFilter {
         "info" => "warn",
         other => other,
     };
-    EnvFilter::new(format!("{dependencies},portcullis={level},portcullis_policy={level},portcullis_config={level}"))
+    EnvFilter::new(format!("{dependencies},portcullis={level}"))
 }
 
 /// Install the global subscriber. Called once, at start.
@@ -51,7 +51,7 @@ pub fn init(settings: &LogSettings) {
 }
 
 /// Apply a new level after a reload. The format needs a restart.
-pub fn set_level(level: &str) {
+pub(crate) fn set_level(level: &str) {
     if let Some(handle) = FILTER.get() {
         if let Err(error) = handle.reload(filter(level)) {
             tracing::warn!(%error, "could not change the log level");

@@ -69,27 +69,27 @@ fn main() -> ExitCode {
         },
         Command::Check => match need_config() {
             Ok(path) => {
-                let code = portcullis::commands::check(&path, &mut std::io::stdout()).unwrap_or(1);
+                let code = portcullis::check(&path, &mut std::io::stdout()).unwrap_or(1);
                 return ExitCode::from(code as u8);
             }
             Err(code) => return usage(code),
         },
         Command::Explain { method, path, scopes, host, issuer } => match need_config() {
             Ok(config) => {
-                let question = portcullis::commands::Question {
+                let question = portcullis::Question {
                     method: &method,
                     path: &path,
                     host: host.as_deref(),
                     scopes: &scopes,
                     issuer: issuer.as_deref(),
                 };
-                let (text, code) = portcullis::commands::explain(&config, &question);
+                let (text, code) = portcullis::explain(&config, &question);
                 print!("{text}");
                 return ExitCode::from(code as u8);
             }
             Err(code) => return usage(code),
         },
-        Command::Demo { port } => portcullis::demo::run(port),
+        Command::Demo { port } => portcullis::run_demo(port),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -114,14 +114,9 @@ fn run(path: PathBuf) -> anyhow::Result<()> {
             anyhow::bail!("the configuration is invalid; nothing was started");
         }
     };
-    portcullis::logging::init(&loaded.config.log);
+    portcullis::init_logging(&loaded.config.log);
     for warning in &loaded.warnings {
         tracing::warn!(target: "portcullis::config", "{warning}");
     }
-    portcullis::server::serve(portcullis::server::Launch {
-        config: loaded.config,
-        config_path: Some(path),
-        extra_services: Vec::new(),
-        on_ready: None,
-    })
+    portcullis::serve(portcullis::Launch { config: loaded.config, config_path: Some(path), on_ready: None })
 }

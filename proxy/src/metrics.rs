@@ -2,8 +2,7 @@
 //! issuer, upstream and limit names) or by a fixed set (decisions, results,
 //! status classes); never a raw path, subject or token.
 
-use crate::auth::Source;
-use crate::gateway::outcome::Outcome;
+use crate::labels::{AuthPath, Outcome};
 use prometheus::{
     Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
     Opts, Registry, TextEncoder,
@@ -13,6 +12,7 @@ use prometheus::{
 const LATENCY_BUCKETS: &[f64] =
     &[0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0];
 
+/// Every metric the proxy exposes, registered once at start.
 pub struct Metrics {
     registry: Registry,
     pub requests: IntCounterVec,
@@ -32,9 +32,11 @@ pub struct Metrics {
     pub reloads: IntCounterVec,
     pub last_reload_success: Gauge,
     pub config_generation: IntGauge,
-    /// `auth_duration` by [`Source`], resolved once: label lookups take a
+    /// Clients that closed their connection before the answer was complete.
+    pub client_disconnects: IntCounter,
+    /// `auth_duration` by [`AuthPath`], resolved once: label lookups take a
     /// lock and a hash per call, too much for every request.
-    auth_by_source: [Histogram; 4],
+    auth_by_path: [Histogram; AuthPath::COUNT],
 }
 
 fn register<T: prometheus::core::Collector + Clone + 'static>(registry: &Registry, metric: T) -> T {
@@ -110,10 +112,18 @@ impl Metrics {
             "Time spent authenticating the token and deciding, by how the token was checked.",
             &["source"],
         );
-        let auth_by_source = [Source::Cache, Source::Verified, Source::Introspected, Source::Rejected]
-            .map(|source| auth_duration.with_label_values(&[source.label()]));
+        let auth_by_path = std::array::from_fn(|i| auth_duration.with_label_values(&[AuthPath::ALL[i].label()]));
+        let client_disconnects = register(
+            r,
+            IntCounter::new(
+                "portcullis_client_disconnects_total",
+                "Requests whose client closed the connection before the answer was complete.",
+            )
+            .unwrap_or_else(|e| unreachable_metric("client_disconnects", e)),
+        );
         Metrics {
-            auth_by_source,
+            auth_by_path,
+            client_disconnects,
             requests: counter_vec(
                 r,
                 "portcullis_requests_total",
@@ -184,13 +194,9 @@ impl Metrics {
         out
     }
 
-    pub fn auth_timer(&self, source: Source) -> &Histogram {
-        &self.auth_by_source[match source {
-            Source::Cache => 0,
-            Source::Verified => 1,
-            Source::Introspected => 2,
-            Source::Rejected => 3,
-        }]
+    /// The authentication-time histogram of one [`AuthPath`].
+    pub(crate) fn auth_timer(&self, path: AuthPath) -> &Histogram {
+        &self.auth_by_path[path.index()]
     }
 
     /// Counters of one upstream's responses by status class, resolved once.
@@ -200,7 +206,7 @@ impl Metrics {
 }
 
 /// A status code's class as an index into [`Metrics::upstream_classes`].
-pub fn status_class(status: u16) -> usize {
+pub(crate) fn status_class(status: u16) -> usize {
     match status {
         100..=199 => 0,
         200..=299 => 1,
@@ -214,18 +220,18 @@ pub fn status_class(status: u16) -> usize {
 /// (route, decision) series up front would expose thousands of zeros for a
 /// large policy.
 #[derive(Default)]
-pub struct RouteMetrics {
+pub(crate) struct RouteMetrics {
     name: Box<str>,
     duration: std::sync::OnceLock<Histogram>,
     by_outcome: [std::sync::OnceLock<IntCounter>; Outcome::COUNT],
 }
 
 impl RouteMetrics {
-    pub fn new(name: &str) -> RouteMetrics {
+    pub(crate) fn new(name: &str) -> RouteMetrics {
         RouteMetrics { name: name.into(), ..RouteMetrics::default() }
     }
 
-    pub fn record(&self, metrics: &Metrics, outcome: Outcome, start: std::time::Instant) {
+    pub(crate) fn record(&self, metrics: &Metrics, outcome: Outcome, start: std::time::Instant) {
         self.by_outcome[outcome.index()]
             .get_or_init(|| metrics.requests.with_label_values(&[&self.name, outcome.label()]))
             .inc();
@@ -241,7 +247,7 @@ impl Default for Metrics {
 }
 
 /// A timer for histograms without allocation.
-pub fn observe_since(histogram: &Histogram, start: std::time::Instant) {
+pub(crate) fn observe_since(histogram: &Histogram, start: std::time::Instant) {
     histogram.observe(start.elapsed().as_secs_f64());
 }
 

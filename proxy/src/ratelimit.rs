@@ -26,7 +26,7 @@ use governor::{Quota, RateLimiter};
 use prometheus::IntCounter;
 
 /// The state store: a DashMap of GCRA states plus one shared overflow state.
-pub struct CappedStore {
+pub(crate) struct CappedStore {
     map: DashMap<u64, InMemoryState>,
     overflow: InMemoryState,
     max_keys: usize,

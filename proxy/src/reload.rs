@@ -24,7 +24,7 @@ use crate::runtime::{Current, Runtime, Shared};
 /// Several file events arrive for one save; wait this long for quiet.
 const DEBOUNCE: Duration = Duration::from_millis(200);
 
-pub struct Reloader {
+pub(crate) struct Reloader {
     config_path: PathBuf,
     current: Current,
     shared: Arc<Shared>,
@@ -35,13 +35,13 @@ pub struct Reloader {
 impl Reloader {
     /// Call right after loading the configuration that `current` holds: a
     /// change from then until the watcher is armed is still noticed.
-    pub fn new(config_path: PathBuf, current: Current, shared: Arc<Shared>) -> Reloader {
+    pub(crate) fn new(config_path: PathBuf, current: Current, shared: Arc<Shared>) -> Reloader {
         let at_load = snapshot(&current);
         Reloader { config_path, current, shared, at_load }
     }
 
     /// Load, validate and apply the configuration. Returns whether it applied.
-    pub async fn reload(&self, trigger: &str) -> bool {
+    pub(crate) async fn reload(&self, trigger: &str) -> bool {
         let path = self.config_path.clone();
         let previous = self.current.load_full();
         let shared = Arc::clone(&self.shared);
@@ -61,10 +61,10 @@ impl Reloader {
         match built {
             Ok(runtime) => {
                 let old = self.current.load();
-                warn_restart_only_changes(&old.config, &runtime.config);
-                crate::logging::set_level(&runtime.config.log.level);
-                let generation = runtime.generation;
-                let routes = runtime.routes.len();
+                warn_restart_only_changes(old.config(), runtime.config());
+                crate::logging::set_level(&runtime.config().log.level);
+                let generation = runtime.generation();
+                let routes = runtime.routes().len();
                 self.current.store(Arc::new(runtime));
                 metrics.reloads.with_label_values(&["success"]).inc();
                 metrics.last_reload_success.set(unix_seconds());
@@ -87,12 +87,12 @@ impl Reloader {
     fn watched_dirs(&self) -> BTreeSet<PathBuf> {
         let runtime = self.current.load();
         let mut dirs = BTreeSet::new();
-        for file in &runtime.config.sources {
+        for file in &runtime.config().sources {
             if let Some(dir) = file.parent() {
                 dirs.insert(absolute(dir));
             }
         }
-        for glob in &runtime.config.policy_globs {
+        for glob in &runtime.config().policy_globs {
             if let Some(dir) = glob_base(glob) {
                 dirs.insert(absolute(&dir));
             }
@@ -112,8 +112,8 @@ struct Snapshot(Vec<(Option<Vec<u8>>, PathBuf)>);
 /// starts matching a glob.
 fn snapshot(current: &Current) -> Snapshot {
     let runtime = current.load();
-    let mut files: Vec<PathBuf> = runtime.config.sources.clone();
-    for pattern in &runtime.config.policy_globs {
+    let mut files: Vec<PathBuf> = runtime.config().sources.clone();
+    for pattern in &runtime.config().policy_globs {
         if let Ok(paths) = glob::glob(pattern) {
             files.extend(paths.filter_map(Result::ok));
         }
@@ -280,10 +280,10 @@ mod tests {
             async move { reloader.start(shutdown).await }
         });
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-        while current.load().routes.len() != 2 && tokio::time::Instant::now() < deadline {
+        while current.load().routes().len() != 2 && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        let routes = current.load().routes.len();
+        let routes = current.load().routes().len();
         let _ = stop.send(true);
         let _ = service.await;
         let _ = std::fs::remove_dir_all(&dir);

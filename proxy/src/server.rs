@@ -26,15 +26,11 @@ use crate::runtime::{Current, Runtime, Shared};
 /// How often idle rate-limit keys are pruned and gauges refreshed.
 const HOUSEKEEPING_INTERVAL: Duration = Duration::from_secs(30);
 
-/// Extra services a caller (the demo) runs beside the proxy.
-pub type ExtraService = Box<dyn pingora::services::ServiceWithDependents>;
-
 /// Everything needed to start serving one configuration.
 pub struct Launch {
     pub config: config::Config,
     /// The file to reload from; `None` for an embedded configuration.
     pub config_path: Option<PathBuf>,
-    pub extra_services: Vec<ExtraService>,
     /// Called once the listeners are about to start (the demo prints its
     /// instructions here).
     pub on_ready: Option<Box<dyn FnOnce() + Send>>,
@@ -68,7 +64,7 @@ pub fn serve(launch: Launch) -> anyhow::Result<()> {
     let grace = config.shutdown_grace;
     let runtime = Runtime::build(config, None, &shared)?;
     metrics.reloads.with_label_values(&["success"]).inc();
-    metrics.config_generation.set(runtime.generation as i64);
+    metrics.config_generation.set(runtime.generation() as i64);
     metrics
         .last_reload_success
         .set(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64()));
@@ -110,9 +106,6 @@ pub fn serve(launch: Launch) -> anyhow::Result<()> {
         server.add_service(background_service("reload", reloader));
     }
     server.add_service(background_service("housekeeping", Housekeeping { current: Arc::clone(&current) }));
-    for service in launch.extra_services {
-        server.add_boxed_service(service);
-    }
 
     tracing::info!(%listen, admin = ?admin_listen, threads, "portcullis starting");
     if let Some(on_ready) = launch.on_ready {
@@ -203,7 +196,7 @@ impl BackgroundService for Housekeeping {
                 _ = shutdown.changed() => return,
                 _ = interval.tick() => {
                     let runtime = self.current.load_full();
-                    for limiter in &runtime.limiters {
+                    for limiter in runtime.limiters() {
                         limiter.prune();
                     }
                 }

@@ -83,8 +83,13 @@ fn explain_names_the_route_its_requirement_and_the_answer() {
     assert_eq!(code, 0);
     assert!(stdout.contains("route: POST,PUT,PATCH,DELETE /todos/** (defined at"), "{stdout}");
     assert!(stdout.contains("requires: a valid token with all of [tasks:write]"), "{stdout}");
-    assert!(stdout.contains("without a token: 401"), "{stdout}");
-    assert!(stdout.contains("403 insufficient_scope (scope=\"tasks:write\")"), "{stdout}");
+    assert!(
+        stdout.contains("without a token: 401 unauthorized: a bearer token is required [decision: unauthenticated]"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("403 insufficient_scope: the token lacks the scope"), "{stdout}");
+    assert!(stdout.contains("[decision: insufficient_scope]"), "{stdout}");
+    assert!(stdout.contains("error=\"insufficient_scope\", scope=\"tasks:write\""), "{stdout}");
 
     let (_, stdout, _) = run_cli(&["explain", "-c", &path, "GET", "//todos/%34%32", "-s", "tasks:read"], &[]);
     assert!(stdout.contains("normalised path: /todos/42"), "{stdout}");
@@ -92,7 +97,8 @@ fn explain_names_the_route_its_requirement_and_the_answer() {
 
     let (_, stdout, _) = run_cli(&["explain", "-c", &path, "GET", "/nowhere", "-s", "admin"], &[]);
     assert!(stdout.contains("route: none matches (default deny)"), "{stdout}");
-    assert!(stdout.contains("403 (no route: default deny)"), "{stdout}");
+    assert!(stdout.contains("403 insufficient_scope: access to this resource is not granted"), "{stdout}");
+    assert!(stdout.contains("[decision: no_route]"), "{stdout}");
 
     let (_, stdout, _) = run_cli(&["explain", "-c", &path, "GET", "/todos/../admin"], &[]);
     assert!(stdout.contains("400 invalid_request"), "{stdout}");

@@ -12,28 +12,26 @@ use aws_lc_rs::digest;
 
 use super::Identity;
 
-pub type TokenDigest = [u8; 32];
+/// SHA-256 of a credential: the cache key (the credential itself is never kept).
+pub(crate) type TokenDigest = [u8; 32];
 
+/// The cache key of a credential.
 pub fn digest(token: &str) -> TokenDigest {
     let mut out = [0u8; 32];
     out.copy_from_slice(digest::digest(&digest::SHA256, token.as_bytes()).as_ref());
     out
 }
 
+/// Verified identities by credential digest, bounded by entry count.
 pub struct TokenCache {
     entries: Option<quick_cache::sync::Cache<TokenDigest, Arc<Identity>>>,
-    capacity: usize,
 }
 
 impl TokenCache {
     /// `capacity` 0 disables caching.
     pub fn new(capacity: usize) -> TokenCache {
         let entries = (capacity > 0).then(|| quick_cache::sync::Cache::new(capacity));
-        TokenCache { entries, capacity }
-    }
-
-    pub fn capacity(&self) -> usize {
-        self.capacity
+        TokenCache { entries }
     }
 
     pub fn get(&self, key: &TokenDigest) -> Option<Arc<Identity>> {

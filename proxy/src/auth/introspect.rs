@@ -9,7 +9,7 @@ use config::{Introspection, Issuer};
 use serde_json::{Map, Value};
 use tokio::sync::Semaphore;
 
-pub use credentials::introspection::{judge, Answer};
+pub(crate) use credentials::introspection::{judge, Answer};
 
 use super::cache::TokenDigest;
 use crate::idp::{unix_now, FetchError, IdpClient, KeyStore};
@@ -17,7 +17,7 @@ use crate::idp::{unix_now, FetchError, IdpClient, KeyStore};
 /// Calls to one IdP's introspection endpoint at once; more wait.
 const MAX_CONCURRENT_CALLS: usize = 32;
 
-pub struct Introspector {
+pub(crate) struct Introspector {
     settings: Introspection,
     /// Token digest -> unix time until which it is known inactive.
     inactive: quick_cache::sync::Cache<TokenDigest, u64>,
@@ -27,7 +27,7 @@ pub struct Introspector {
 }
 
 #[derive(Debug, thiserror::Error)]
-pub enum IntrospectionError {
+pub(crate) enum IntrospectionError {
     #[error("no introspection endpoint known")]
     NoEndpoint,
     #[error("introspection call failed: {0}")]
@@ -37,7 +37,7 @@ pub enum IntrospectionError {
 }
 
 impl Introspector {
-    pub fn new(settings: Introspection) -> Introspector {
+    pub(crate) fn new(settings: Introspection) -> Introspector {
         let rate = std::num::NonZeroU32::new(settings.max_calls_per_second).unwrap_or(std::num::NonZeroU32::MIN);
         Introspector {
             inactive: quick_cache::sync::Cache::new(settings.max_entries.max(1)),
@@ -48,11 +48,11 @@ impl Introspector {
     }
 
     /// Answer from the negative cache alone, if it knows.
-    pub fn known_inactive(&self, digest: &TokenDigest) -> bool {
+    pub(crate) fn known_inactive(&self, digest: &TokenDigest) -> bool {
         self.inactive.get(digest).is_some_and(|until| until > unix_now())
     }
 
-    pub async fn introspect(
+    pub(crate) async fn introspect(
         &self,
         issuer: &Issuer,
         keys: &KeyStore,

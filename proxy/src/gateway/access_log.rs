@@ -7,26 +7,20 @@
 use pingora::prelude::Session;
 use pingora::Error;
 
-use super::admission::RequestCtx;
-use super::outcome::Outcome;
+use super::request::RequestCtx;
+use crate::labels::NO_ROUTE;
 
-/// Route label for requests that matched no route.
-pub const NO_ROUTE: &str = "(none)";
-
-pub fn record(session: &Session, error: Option<&Error>, ctx: &RequestCtx) {
+/// Count the request and write its access line.
+pub(super) fn record(session: &Session, error: Option<&Error>, ctx: &RequestCtx) {
     let Some(runtime) = ctx.runtime.as_deref() else { return };
     let status = session.response_written().map(|r| r.status.as_u16()).or(ctx.local_status).unwrap_or(0);
-    let outcome = match (ctx.outcome.is_forwarded(), status) {
-        (true, 502 | 504) => Outcome::UpstreamError,
-        _ => ctx.outcome,
-    };
-    let metrics = ctx.route.and_then(|i| runtime.route_metrics.get(i)).unwrap_or(&runtime.unmatched_metrics);
-    metrics.record(&runtime.metrics, outcome, ctx.start);
+    let outcome = ctx.outcome;
+    runtime.route_metrics(ctx.route).record(runtime.metrics(), outcome, ctx.start);
 
-    let route = ctx.route.map_or(NO_ROUTE, |route| &*runtime.routes.routes()[route].name);
+    let route = ctx.route.and_then(|route| runtime.routes().routes().get(route)).map_or(NO_ROUTE, |r| &*r.name);
     let identity = ctx.identity.as_deref();
     let issuer = identity
-        .and_then(|identity| runtime.config.issuers.get(identity.issuer.0))
+        .and_then(|identity| runtime.config().issuers.get(identity.issuer.0))
         .map_or("", |issuer| issuer.name.as_str());
     let request = session.req_header();
     tracing::info!(

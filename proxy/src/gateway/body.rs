@@ -12,12 +12,12 @@ use bytes::{Bytes, BytesMut};
 use http::header::{CONTENT_LENGTH, CONTENT_TYPE};
 use pingora::prelude::Session;
 
-pub use credentials::form::{form_field_values, MAX_BODY_BYTES};
+pub(super) use credentials::form::{form_field_values, MAX_BODY_BYTES};
 
 const READ_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Read the whole request body if it is small enough; `None` otherwise.
-pub async fn read_small_body(session: &mut Session) -> Option<Bytes> {
+pub(super) async fn read_small_body(session: &mut Session) -> Option<Bytes> {
     let length: usize = session.req_header().headers.get(CONTENT_LENGTH)?.to_str().ok()?.parse().ok()?;
     if length > MAX_BODY_BYTES {
         return None;
@@ -37,6 +37,6 @@ pub async fn read_small_body(session: &mut Session) -> Option<Bytes> {
 }
 
 /// The `Content-Type` of the request, if readable.
-pub fn content_type(session: &Session) -> Option<&str> {
+pub(super) fn content_type(session: &Session) -> Option<&str> {
     session.req_header().headers.get(CONTENT_TYPE)?.to_str().ok()
 }

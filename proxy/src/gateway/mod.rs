@@ -1,13 +1,20 @@
-//! The Pingora glue: a thin `ProxyHttp` whose phases call into
-//! [`admission`] (decide), [`upstream`] (peer and request shaping),
-//! [`respond`] (the proxy's own answers) and [`access_log`].
+//! The Pingora glue: a thin `ProxyHttp` whose phases each call into one
+//! module: [`admission`] decides (with `hygiene`, `client`, `routing`,
+//! `limits` and `authenticate` doing one job each), [`upstream`] picks the
+//! peer and shapes the request, [`respond`] writes the proxy's own answers,
+//! [`access_log`] records the outcome.
 
-pub mod access_log;
-pub mod admission;
-pub mod body;
-pub mod outcome;
-pub mod respond;
-pub mod upstream;
+mod access_log;
+mod admission;
+mod authenticate;
+mod body;
+mod client;
+mod hygiene;
+mod limits;
+mod request;
+pub(crate) mod respond;
+mod routing;
+mod upstream;
 
 use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
@@ -16,20 +23,21 @@ use async_trait::async_trait;
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::{HttpPeer, ProxyHttp, Session};
 use pingora::proxy::FailToProxy;
-use pingora::{Error, ErrorSource, ErrorType, Result};
+use pingora::{Error, ErrorType, Result};
 
+use crate::labels::Outcome;
 use crate::runtime::Current;
-use admission::RequestCtx;
-use respond::Rejection;
+use request::RequestCtx;
+use respond::Denied;
 
 /// The proxy service.
-pub struct Gateway {
+pub(crate) struct Gateway {
     current: Current,
     in_flight: Arc<AtomicUsize>,
 }
 
 impl Gateway {
-    pub fn new(current: Current, in_flight: Arc<AtomicUsize>) -> Gateway {
+    pub(crate) fn new(current: Current, in_flight: Arc<AtomicUsize>) -> Gateway {
         Gateway { current, in_flight }
     }
 }
@@ -38,17 +46,23 @@ impl Gateway {
 impl ProxyHttp for Gateway {
     type CTX = RequestCtx;
 
+    /// A fresh context, counted as in flight until the request is done.
     fn new_ctx(&self) -> RequestCtx {
         RequestCtx::counted(&self.in_flight)
     }
 
+    /// Admission: forward, or answer here and stop.
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
         let runtime = self.current.load_full();
         let verdict = admission::admit(session, &runtime, ctx).await;
         ctx.runtime = Some(runtime);
         match verdict {
-            Ok(()) => Ok(false),
-            Err(rejection) => {
+            Ok(outcome) => {
+                ctx.outcome = outcome;
+                Ok(false)
+            }
+            Err(Denied { outcome, rejection }) => {
+                ctx.outcome = outcome;
                 ctx.local_status = Some(rejection.status);
                 respond::send(session, &rejection).await?;
                 Ok(true)
@@ -56,6 +70,7 @@ impl ProxyHttp for Gateway {
         }
     }
 
+    /// The matched route's upstream, resolved when the policy was applied.
     async fn upstream_peer(&self, _session: &mut Session, ctx: &mut RequestCtx) -> Result<Box<HttpPeer>> {
         let target = ctx.runtime.as_ref().zip(ctx.route).and_then(|(runtime, route)| runtime.upstream_of(route));
         match target {
@@ -66,6 +81,7 @@ impl ProxyHttp for Gateway {
         }
     }
 
+    /// What the upstream receives: identity headers, canonical target.
     async fn upstream_request_filter(
         &self,
         _session: &mut Session,
@@ -78,54 +94,54 @@ impl ProxyHttp for Gateway {
         }
     }
 
+    /// Count the upstream's answer by status class; a gateway error from
+    /// the upstream itself counts as an upstream error.
     async fn upstream_response_filter(
         &self,
         _session: &mut Session,
         upstream_response: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
+        let status = upstream_response.status.as_u16();
         if let Some(target) =
             ctx.runtime.as_ref().zip(ctx.route).and_then(|(runtime, route)| runtime.upstream_of(route))
         {
-            target.count_status(upstream_response.status.as_u16());
+            target.count_status(status);
+        }
+        if matches!(status, 502 | 504) {
+            ctx.outcome = Outcome::UpstreamError;
         }
         Ok(())
     }
 
-    async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut RequestCtx) -> FailToProxy {
-        let rejection = match (e.esource(), e.etype()) {
-            (_, ErrorType::HTTPStatus(code)) => Some(Rejection::new(*code, "error", "request failed")),
-            (
-                ErrorSource::Upstream,
-                ErrorType::ConnectTimedout | ErrorType::ReadTimedout | ErrorType::WriteTimedout,
-            ) => Some(Rejection::new(504, "gateway_timeout", "the upstream did not answer in time")),
-            (ErrorSource::Upstream, _) => Some(Rejection::new(502, "bad_gateway", "the upstream is unreachable")),
-            (ErrorSource::Downstream, ErrorType::WriteError | ErrorType::ReadError | ErrorType::ConnectionClosed) => {
-                None
+    /// The answer to a failure: 502/504 for the upstream, 400 for a
+    /// malformed request, nothing when the client is gone.
+    async fn fail_to_proxy(&self, session: &mut Session, error: &Error, ctx: &mut RequestCtx) -> FailToProxy {
+        let Some(Denied { outcome, rejection }) = Denied::proxy_failure(error, ctx.outcome) else {
+            if respond::is_client_disconnect(error) {
+                self.current.load().metrics().client_disconnects.inc();
             }
-            (ErrorSource::Downstream, _) => Some(Rejection::new(400, "invalid_request", "the request is malformed")),
-            (ErrorSource::Internal | ErrorSource::Unset, _) => {
-                Some(Rejection::new(500, "internal_error", "the proxy failed to handle the request"))
-            }
+            return FailToProxy { error_code: 0, can_reuse_downstream: false };
         };
-        let code = match rejection {
-            Some(rejection) => {
-                if let Err(error) = respond::send(session, &rejection).await {
-                    tracing::debug!(%error, "could not send the error response");
-                }
-                rejection.status
-            }
-            None => 0,
-        };
-        if code != 0 {
-            ctx.local_status = Some(code);
-            if matches!(code, 502 | 504) {
-                ctx.outcome = outcome::Outcome::UpstreamError;
-            }
+        if let Err(error) = respond::send(session, &rejection).await {
+            tracing::debug!(%error, "could not send the error response");
         }
-        FailToProxy { error_code: code, can_reuse_downstream: false }
+        ctx.outcome = outcome;
+        ctx.local_status = Some(rejection.status);
+        FailToProxy { error_code: rejection.status, can_reuse_downstream: false }
     }
 
+    /// Client disconnects are routine (counted, logged at debug); every
+    /// other failure keeps Pingora's error line.
+    fn suppress_error_log(&self, _session: &Session, _ctx: &RequestCtx, error: &Error) -> bool {
+        let disconnect = respond::is_client_disconnect(error);
+        if disconnect {
+            tracing::debug!(error = %error, "client closed the connection");
+        }
+        disconnect
+    }
+
+    /// One access line and the request metrics.
     async fn logging(&self, session: &mut Session, error: Option<&Error>, ctx: &mut RequestCtx) {
         access_log::record(session, error, ctx);
     }

@@ -14,13 +14,13 @@ use pingora::http::RequestHeader;
 use pingora::upstreams::peer::HttpPeer;
 use pingora::Result;
 
-use super::admission::RequestCtx;
+use super::request::RequestCtx;
 use crate::runtime::{Runtime, UpstreamTarget};
 
 /// How long an idle upstream connection is kept for reuse.
 const UPSTREAM_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
-pub fn peer(target: &UpstreamTarget) -> Box<HttpPeer> {
+pub(super) fn peer(target: &UpstreamTarget) -> Box<HttpPeer> {
     let upstream = &target.config;
     let mut peer = HttpPeer::new(target.address, upstream.tls, upstream.sni.clone());
     peer.options.connection_timeout = Some(upstream.connect_timeout);
@@ -32,11 +32,11 @@ pub fn peer(target: &UpstreamTarget) -> Box<HttpPeer> {
 }
 
 /// Shape the request the upstream receives.
-pub fn rewrite(request: &mut RequestHeader, runtime: &Runtime, ctx: &RequestCtx) -> Result<()> {
-    strip_identity_headers(request, &runtime.identity_headers)?;
+pub(super) fn rewrite(request: &mut RequestHeader, runtime: &Runtime, ctx: &RequestCtx) -> Result<()> {
+    strip_identity_headers(request, runtime.identity_headers())?;
     if let Some(identity) = &ctx.identity {
         for (index, value) in identity.headers.iter() {
-            if let Some(name) = runtime.identity_headers.get(usize::from(*index)) {
+            if let Some(name) = runtime.identity_headers().get(usize::from(*index)) {
                 request.insert_header(name.clone(), value.clone())?;
             }
         }

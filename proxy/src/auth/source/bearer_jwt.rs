@@ -1,0 +1,144 @@
+//! Bearer JWTs: a JWS in compact form, verified against the pinned
+//! algorithms and keys of the issuer its `iss` names.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use config::{Algorithm, KeySource};
+use credentials::keys::{KeyLookup, KeySet};
+use credentials::peek;
+use jsonwebtoken::errors::ErrorKind;
+use pingora::http::RequestHeader;
+use policy::IssuerId;
+use serde_json::{Map, Value};
+
+use super::{BearerPlaces, CredentialSource, PresentationError, Verifier};
+use crate::auth::cache::TokenDigest;
+use crate::auth::identity::Verified;
+use crate::auth::issuer::IssuerState;
+use crate::auth::{AuthError, Identity};
+use crate::idp::unix_now;
+use crate::labels::AuthPath;
+
+pub(crate) struct BearerJwt {
+    places: BearerPlaces,
+    by_iss: HashMap<String, IssuerId>,
+}
+
+impl BearerJwt {
+    pub(super) fn new(places: BearerPlaces, issuers: &[Arc<IssuerState>]) -> BearerJwt {
+        let by_iss =
+            issuers.iter().enumerate().map(|(i, state)| (state.config().issuer.clone(), IssuerId(i))).collect();
+        BearerJwt { places, by_iss }
+    }
+}
+
+impl CredentialSource for BearerJwt {
+    /// A bearer token with the three parts of a compact JWS. The shape is
+    /// all that is looked at here: a cached token is never parsed.
+    fn find<'r>(&self, request: &'r RequestHeader) -> Result<Option<&'r str>, PresentationError> {
+        Ok(self.places.token(request)?.filter(|token| peek::split(token).is_ok()))
+    }
+
+    async fn authenticate(&self, verifier: &Verifier, token: &str, _: &TokenDigest) -> Result<Identity, AuthError> {
+        let peeked = peek::peek(token).map_err(|_| AuthError::InvalidToken("the token is malformed"))?;
+        self.verify(verifier, token, peeked).await
+    }
+
+    fn path(&self) -> AuthPath {
+        AuthPath::Verified
+    }
+}
+
+impl BearerJwt {
+    async fn verify(&self, verifier: &Verifier, token: &str, peeked: peek::Peeked) -> Result<Identity, AuthError> {
+        let invalid = AuthError::InvalidToken;
+        let issuer_id = peeked
+            .issuer
+            .as_deref()
+            .and_then(|iss| self.by_iss.get(iss))
+            .copied()
+            .ok_or(invalid("the token's issuer is not accepted"))?;
+        let state = verifier.issuers.get(issuer_id.0).ok_or(invalid("the token's issuer is not accepted"))?;
+        let alg = check_header(state, &peeked.header)?;
+        let kid = peeked.header.kid.as_deref();
+        let keys = current_keys(state, kid, alg).await?;
+        let key = match keys.lookup(kid, alg) {
+            KeyLookup::Found(key) => key,
+            KeyLookup::UnknownKid => return Err(invalid("the token is signed with an unknown key")),
+            KeyLookup::Ambiguous => return Err(invalid("the token has no key id and the issuer has several keys")),
+            KeyLookup::Incompatible => return Err(invalid("no key of the issuer can verify this algorithm")),
+        };
+        let validation = state.validation(alg).ok_or(invalid("the token's algorithm is not allowed"))?;
+        let verified = jsonwebtoken::decode::<Map<String, Value>>(token, &key.key, validation)
+            .map_err(|e| invalid(describe(e.kind())))?;
+        let issuer = state.config();
+        let key_id = (!matches!(issuer.keys, KeySource::Secret { .. })).then_some(key.id);
+        let claims = verified.claims;
+        let exp = claims.get("exp").and_then(Value::as_u64).unwrap_or(0);
+        let valid_until = exp.saturating_add(issuer.leeway.as_secs()).min(unix_now() + verifier.cache_ttl.as_secs());
+        let verified = Verified { issuer: issuer_id, key_id, claims: &claims, valid_until };
+        Ok(verifier.identities.make(state, verified))
+    }
+}
+
+/// The header rules before any key is looked at. `alg` is compared
+/// exactly, against this issuer's pinned list only: `none`, `None`,
+/// `HS256` on an RSA issuer all stop here.
+fn check_header(state: &IssuerState, header: &peek::JoseHeader) -> Result<Algorithm, AuthError> {
+    let invalid = AuthError::InvalidToken;
+    let issuer = state.config();
+    let alg = Algorithm::from_name(&header.alg)
+        .filter(|a| issuer.algorithms.contains(a))
+        .ok_or(invalid("the token's algorithm is not allowed"))?;
+    if header.crit.is_some() {
+        return Err(invalid("the token has critical header parameters this proxy does not understand"));
+    }
+    if !issuer.token_types.is_empty() {
+        let typ = header.typ.as_deref().map(|t| t.to_ascii_lowercase());
+        let typ = typ.as_deref().map(|t| t.strip_prefix("application/").unwrap_or(t));
+        if !typ.is_some_and(|t| issuer.token_types.iter().any(|allowed| allowed == t)) {
+            return Err(invalid("the token type is not accepted"));
+        }
+    }
+    Ok(alg)
+}
+
+/// The issuer's keys, refreshed once (single-flight, rate-limited) when
+/// they do not know `kid`.
+async fn current_keys(state: &IssuerState, kid: Option<&str>, alg: Algorithm) -> Result<Arc<KeySet>, AuthError> {
+    if state.keys.keys().is_none() {
+        state.keys.wait_for_first_keys().await;
+    }
+    let Some(keys) = state.keys.keys() else {
+        return Err(AuthError::IssuerUnavailable { retry_after: state.retry_after() });
+    };
+    if matches!(keys.lookup(kid, alg), KeyLookup::UnknownKid) {
+        state.keys.refresh_for_unknown_key().await;
+        if let Some(fresh) = state.keys.keys() {
+            return Ok(fresh);
+        }
+    }
+    Ok(keys)
+}
+
+/// A fixed description per failure: informative for the client's developer,
+/// never containing token content.
+fn describe(kind: &ErrorKind) -> &'static str {
+    match kind {
+        ErrorKind::ExpiredSignature => "the token has expired",
+        ErrorKind::ImmatureSignature => "the token is not valid yet",
+        ErrorKind::InvalidIssuer => "the token's issuer is not accepted",
+        ErrorKind::InvalidAudience => "the token is not for this audience",
+        ErrorKind::InvalidSignature => "the token's signature is invalid",
+        ErrorKind::InvalidAlgorithm => "the token's algorithm is not allowed",
+        ErrorKind::MissingRequiredClaim(claim) => match claim.as_str() {
+            "exp" => "the token has no expiry (exp)",
+            "aud" => "the token has no audience (aud)",
+            "iss" => "the token has no issuer (iss)",
+            _ => "the token lacks a required claim",
+        },
+        ErrorKind::InvalidClaimFormat(_) => "a time claim of the token is malformed",
+        _ => "the token is malformed",
+    }
+}

@@ -1,0 +1,99 @@
+//! The fixed label values of metrics and the access log: what happened to
+//! a request ([`Outcome`]) and how its credential was checked
+//! ([`AuthPath`]). A leaf module: `metrics` and the request path both
+//! depend on it, it depends on nothing of this crate.
+
+/// Route label for requests that matched no route.
+pub(crate) const NO_ROUTE: &str = "(none)";
+
+/// Defines a label enum together with the list of all its values, so the
+/// count that sizes per-value arrays cannot drift from the variants.
+macro_rules! label_enum {
+    (
+        $(#[$meta:meta])*
+        $name:ident { $($(#[$vmeta:meta])* $variant:ident => $label:literal,)+ }
+    ) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub(crate) enum $name {
+            $($(#[$vmeta])* $variant,)+
+        }
+
+        impl $name {
+            /// Every value, in declaration order (`index` is the position).
+            pub(crate) const ALL: &'static [$name] = &[$($name::$variant,)+];
+            /// How many values there are.
+            pub(crate) const COUNT: usize = $name::ALL.len();
+
+            /// The label value.
+            pub(crate) fn label(self) -> &'static str {
+                match self {
+                    $($name::$variant => $label,)+
+                }
+            }
+
+            /// Position in [`Self::ALL`], for per-value arrays.
+            pub(crate) fn index(self) -> usize {
+                self as usize
+            }
+        }
+    };
+}
+
+label_enum! {
+    /// What happened to a request: the `decision` label of
+    /// `portcullis_requests_total` and of the access log.
+    Outcome {
+        /// Not decided (the request failed before admission finished).
+        Undecided => "none",
+        Public => "public",
+        Allow => "allow",
+        Unauthenticated => "unauthenticated",
+        InvalidToken => "invalid_token",
+        IssuerUnavailable => "issuer_unavailable",
+        IssuerNotAccepted => "issuer_not_accepted",
+        InsufficientScope => "insufficient_scope",
+        NoRoute => "no_route",
+        RateLimited => "rate_limited",
+        BadRequest => "bad_request",
+        UpstreamError => "upstream_error",
+    }
+}
+
+label_enum! {
+    /// How a credential was checked: the `source` label of
+    /// `portcullis_auth_duration_seconds`.
+    AuthPath {
+        /// The verified-token cache answered.
+        Cache => "cache",
+        /// A JWS was verified against the issuer's keys.
+        Verified => "verify",
+        /// An opaque token was introspected (RFC 7662).
+        Introspected => "introspect",
+        /// Refused before or during verification.
+        Rejected => "rejected",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn indexes_follow_the_list_of_all_values() {
+        for (position, outcome) in Outcome::ALL.iter().enumerate() {
+            assert_eq!(outcome.index(), position);
+        }
+        for (position, path) in AuthPath::ALL.iter().enumerate() {
+            assert_eq!(path.index(), position);
+        }
+        assert_eq!(Outcome::COUNT, 12);
+        assert_eq!(AuthPath::COUNT, 4);
+    }
+
+    #[test]
+    fn labels_are_distinct() {
+        let labels: std::collections::HashSet<_> = Outcome::ALL.iter().map(|o| o.label()).collect();
+        assert_eq!(labels.len(), Outcome::COUNT);
+    }
+}
