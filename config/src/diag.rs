@@ -76,19 +76,19 @@ pub(crate) struct Reporter<'a> {
 }
 
 impl Reporter<'_> {
-    pub fn error_at(&mut self, location: Location, message: impl Into<String>) {
+    pub(crate) fn error_at(&mut self, location: Location, message: impl Into<String>) {
         self.push(Severity::Error, Some(location), message.into());
     }
 
-    pub fn warn_at(&mut self, location: Location, message: impl Into<String>) {
+    pub(crate) fn warn_at(&mut self, location: Location, message: impl Into<String>) {
         self.push(Severity::Warning, Some(location), message.into());
     }
 
-    pub fn error<T>(&mut self, spanned: &Spanned<T>, message: impl Into<String>) {
+    pub(crate) fn error<T>(&mut self, spanned: &Spanned<T>, message: impl Into<String>) {
         self.error_at(spanned.referenced, message);
     }
 
-    pub fn warn<T>(&mut self, spanned: &Spanned<T>, message: impl Into<String>) {
+    pub(crate) fn warn<T>(&mut self, spanned: &Spanned<T>, message: impl Into<String>) {
         self.warn_at(spanned.referenced, message);
     }
 

@@ -12,12 +12,12 @@ use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
 use serde_saphyr::Spanned;
 
-pub type Text = Spanned<String>;
+pub(crate) type Text = Spanned<String>;
 
 /// The main configuration file.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct ConfigFile {
+pub(crate) struct ConfigFile {
     pub listen: Option<Text>,
     pub admin_listen: Option<Text>,
     pub realm: Option<Text>,
@@ -39,13 +39,13 @@ pub struct ConfigFile {
 /// A file named by `policy_files`: more routes.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct PolicyFile {
+pub(crate) struct PolicyFile {
     pub routes: Option<Vec<Spanned<RouteFile>>>,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct UpstreamFile {
+pub(crate) struct UpstreamFile {
     pub url: Text,
     pub connect_timeout: Option<Text>,
     pub read_timeout: Option<Text>,
@@ -55,7 +55,7 @@ pub struct UpstreamFile {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct IssuerFile {
+pub(crate) struct IssuerFile {
     pub name: Text,
     pub issuer: Text,
     pub jwks_uri: Option<Text>,
@@ -76,7 +76,7 @@ pub struct IssuerFile {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct IntrospectionFile {
+pub(crate) struct IntrospectionFile {
     pub endpoint: Option<Text>,
     pub client_id: Option<Text>,
     pub client_id_env: Option<Text>,
@@ -91,7 +91,7 @@ pub struct IntrospectionFile {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RateLimitFile {
+pub(crate) struct RateLimitFile {
     pub key: Text,
     pub limit: Spanned<u64>,
     pub per: Text,
@@ -102,7 +102,7 @@ pub struct RateLimitFile {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct TokensFile {
+pub(crate) struct TokensFile {
     pub max_bytes: Option<Spanned<u64>>,
     /// Query parameter that may carry the token (off unless set).
     pub query_parameter: Option<Text>,
@@ -110,20 +110,20 @@ pub struct TokensFile {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct TokenCacheFile {
+pub(crate) struct TokenCacheFile {
     pub max_entries: Option<Spanned<u64>>,
     pub ttl: Option<Text>,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct ShutdownFile {
+pub(crate) struct ShutdownFile {
     pub grace_period: Option<Text>,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RouteFile {
+pub(crate) struct RouteFile {
     pub name: Option<Text>,
     pub path: Text,
     pub methods: Option<Vec<Text>>,
@@ -138,7 +138,7 @@ pub struct RouteFile {
 
 /// `rate_limit: auth` or `rate_limit: [per-ip, per-user]`.
 #[derive(Debug)]
-pub struct OneOrMany(pub Vec<String>);
+pub(crate) struct OneOrMany(pub Vec<String>);
 
 impl<'de> Deserialize<'de> for OneOrMany {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
@@ -166,7 +166,7 @@ impl<'de> Deserialize<'de> for OneOrMany {
 /// A YAML mapping read in file order, each key with its position. Duplicate
 /// keys are refused by the parser before this sees them.
 #[derive(Debug)]
-pub struct OrderedMap<V>(pub Vec<(Text, V)>);
+pub(crate) struct OrderedMap<V>(pub Vec<(Text, V)>);
 
 impl<'de, V: Deserialize<'de>> Deserialize<'de> for OrderedMap<V> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
