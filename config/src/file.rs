@@ -33,7 +33,39 @@ pub(crate) struct ConfigFile {
     pub token_cache: Option<Spanned<TokenCacheFile>>,
     pub shutdown: Option<Spanned<ShutdownFile>>,
     pub policy_files: Option<Vec<Text>>,
+    pub api_keys: Option<Spanned<ApiKeysFile>>,
     pub routes: Option<Vec<Spanned<RouteFile>>>,
+}
+
+/// `api_keys:` in the main file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ApiKeysFile {
+    /// Key files (globs, relative to the main file).
+    pub files: Vec<Text>,
+    /// A header that carries the key, besides `Authorization: ApiKey`.
+    pub header: Option<Text>,
+}
+
+/// A key file: API key entries.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct KeyFile {
+    pub keys: Option<Vec<Spanned<KeyEntryFile>>>,
+}
+
+/// One API key entry.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct KeyEntryFile {
+    pub id: Text,
+    /// Hex SHA-256 of the key.
+    pub sha256: Text,
+    pub subject: Text,
+    pub scopes: Option<Vec<Text>>,
+    /// RFC 3339 UTC time (`2027-01-31T00:00:00Z`) or a date (`2027-01-31`).
+    pub expires: Option<Text>,
+    pub note: Option<Text>,
 }
 
 /// A file named by `policy_files`: more routes.
@@ -51,6 +83,8 @@ pub(crate) struct UpstreamFile {
     pub read_timeout: Option<Text>,
     /// TLS server name when it differs from the URL's host.
     pub sni: Option<Text>,
+    /// The forwarding headers portcullis sets from what it saw.
+    pub forwarded_headers: Option<Vec<Text>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -72,6 +106,67 @@ pub(crate) struct IssuerFile {
     /// Accepted `typ` header values (case-insensitive); absent means any.
     pub token_types: Option<Vec<Text>>,
     pub introspection: Option<Spanned<IntrospectionFile>>,
+    /// Claims that hold the token's audience (default `[aud]`).
+    pub audience_claims: Option<Spanned<Vec<Text>>>,
+    /// Claim path → the value, or values, every token of the issuer must carry.
+    pub required_claims: Option<Spanned<OrderedMap<Spanned<ClaimValuesFile>>>>,
+}
+
+/// A `required_claims` value: a string or boolean, or a list of them.
+#[derive(Debug)]
+pub(crate) struct ClaimValuesFile(pub Vec<ClaimScalarFile>);
+
+/// One string or boolean claim value.
+#[derive(Debug)]
+pub(crate) enum ClaimScalarFile {
+    String(String),
+    Bool(bool),
+}
+
+impl<'de> Deserialize<'de> for ClaimScalarFile {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let ClaimValuesFile(mut values) = deserializer.deserialize_any(ClaimValuesVisitor { list: false })?;
+        values.pop().ok_or_else(|| de::Error::custom("expected a string or a boolean"))
+    }
+}
+
+impl<'de> Deserialize<'de> for ClaimValuesFile {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(ClaimValuesVisitor { list: true })
+    }
+}
+
+/// Reads a string or boolean as one value and, when `list`, a sequence of
+/// them as several (a list inside the list is an error).
+struct ClaimValuesVisitor {
+    list: bool,
+}
+
+impl<'de> Visitor<'de> for ClaimValuesVisitor {
+    type Value = ClaimValuesFile;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(if self.list {
+            "a string or boolean the claim must equal, or a list of them"
+        } else {
+            "a string or a boolean"
+        })
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<ClaimValuesFile, E> {
+        Ok(ClaimValuesFile(vec![ClaimScalarFile::String(v.to_owned())]))
+    }
+    fn visit_bool<E: de::Error>(self, v: bool) -> Result<ClaimValuesFile, E> {
+        Ok(ClaimValuesFile(vec![ClaimScalarFile::Bool(v)]))
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<ClaimValuesFile, A::Error> {
+        if !self.list {
+            return Err(de::Error::invalid_type(de::Unexpected::Seq, &self));
+        }
+        let mut values = Vec::new();
+        while let Some(value) = seq.next_element::<ClaimScalarFile>()? {
+            values.push(value);
+        }
+        Ok(ClaimValuesFile(values))
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -134,6 +229,64 @@ pub(crate) struct RouteFile {
     pub any_scopes: Option<Vec<Text>>,
     pub issuers: Option<Vec<Text>>,
     pub rate_limit: Option<Spanned<OneOrMany>>,
+    /// Claim conditions: claim path → condition.
+    pub claims: Option<OrderedMap<Spanned<ClaimConditionFile>>>,
+    /// Credential kinds accepted (`bearer`, `api_key`); default every
+    /// configured kind.
+    pub credentials: Option<Spanned<Vec<Text>>>,
+}
+
+/// One claim condition as written: a scalar the claim must equal (a string
+/// `"{name}"` means the path segment captured by `{name}`), or a mapping
+/// with exactly one of `any_of`, `all_of`, `none_of` (lists of strings) or
+/// `exists` (a boolean).
+#[derive(Debug)]
+pub(crate) enum ClaimConditionFile {
+    String(String),
+    Number(f64),
+    Bool(bool),
+    Mapping(ClaimOperatorsFile),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ClaimOperatorsFile {
+    pub any_of: Option<Vec<Text>>,
+    pub all_of: Option<Vec<Text>>,
+    pub none_of: Option<Vec<Text>>,
+    pub exists: Option<Spanned<bool>>,
+}
+
+impl<'de> Deserialize<'de> for ClaimConditionFile {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct ConditionVisitor;
+        impl<'de> Visitor<'de> for ConditionVisitor {
+            type Value = ClaimConditionFile;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string, number or boolean the claim must equal, or a mapping with one of any_of, all_of, none_of, exists")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<ClaimConditionFile, E> {
+                Ok(ClaimConditionFile::String(v.to_owned()))
+            }
+            fn visit_bool<E: de::Error>(self, v: bool) -> Result<ClaimConditionFile, E> {
+                Ok(ClaimConditionFile::Bool(v))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<ClaimConditionFile, E> {
+                Ok(ClaimConditionFile::Number(v as f64))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<ClaimConditionFile, E> {
+                Ok(ClaimConditionFile::Number(v as f64))
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<ClaimConditionFile, E> {
+                Ok(ClaimConditionFile::Number(v))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<ClaimConditionFile, A::Error> {
+                let operators = ClaimOperatorsFile::deserialize(de::value::MapAccessDeserializer::new(map))?;
+                Ok(ClaimConditionFile::Mapping(operators))
+            }
+        }
+        deserializer.deserialize_any(ConditionVisitor)
+    }
 }
 
 /// `rate_limit: auth` or `rate_limit: [per-ip, per-user]`.

@@ -1,6 +1,6 @@
 //! The portcullis configuration: YAML in, a validated runtime model out.
 //!
-//! [`load`] reads the main file and every policy file it names, checks them
+//! [`load`] reads the main file and every policy and key file it names, checks them
 //! completely, and returns either a [`Config`] (with warnings) or every
 //! problem found, each as `FILE:LINE:COL: message`. The file formats live in
 //! `file`, the runtime model in [`model`]; they are separate so that the YAML
@@ -25,10 +25,10 @@ use serde::de::DeserializeOwned;
 pub use diag::{Diagnostic, Position, Severity};
 pub use duration::parse_duration;
 pub use model::*;
-pub use validate::EnvLookup;
+pub use validate::{is_key_id, parse_time, EnvLookup};
 
 use diag::Reporter;
-use file::{ConfigFile, PolicyFile};
+use file::{ConfigFile, KeyFile, PolicyFile};
 use validate::{MainFile, Validator};
 
 /// Largest configuration or policy file accepted.
@@ -102,47 +102,71 @@ fn load_text(path: &Path, text: &str, mode: Mode, env: EnvLookup<'_>, out: &mut 
     let file: ConfigFile = parse_yaml(path, text, out)?;
     let validator = Validator { mode, env };
     let main = validator.main_file(file, &mut Reporter { file: path, out });
-    let MainFile { mut config, issuers, routes, policy_globs, names } = main;
+    let MainFile { mut config, issuers, routes, policy_globs, key_globs, names } = main;
     validate::add_routes(&mut config, &names, routes, &mut Reporter { file: path, out });
 
     let base = path.parent().unwrap_or(Path::new("."));
     for glob_text in &policy_globs {
-        let pattern = base.join(&glob_text.value);
-        let pattern = pattern.to_string_lossy().into_owned();
-        let mut reporter = Reporter { file: path, out };
-        let files = match glob::glob(&pattern) {
-            Ok(paths) => {
-                let mut files: Vec<PathBuf> = paths.filter_map(Result::ok).filter(|p| p.is_file()).collect();
-                files.sort();
-                files
-            }
-            Err(e) => {
-                reporter.error(glob_text, format!("invalid policy_files pattern: {e}"));
-                continue;
-            }
-        };
-        let has_wildcard = glob_text.value.contains(['*', '?', '[']);
-        if files.is_empty() {
-            if has_wildcard {
-                reporter.warn(glob_text, format!("policy_files pattern '{}' matches no file yet", glob_text.value));
-            } else {
-                reporter.error(glob_text, format!("policy file '{}' does not exist", glob_text.value));
-            }
-        }
-        config.policy_globs.push(pattern);
-        for file_path in files {
-            if config.sources.contains(&file_path) {
-                continue;
-            }
-            config.sources.push(file_path.clone());
+        for file_path in expand(path, base, glob_text, ("policy_files", "policy file"), &mut config, out) {
             let Some(text) = read_file(&file_path, out) else { continue };
             let Some(policy) = parse_yaml::<PolicyFile>(&file_path, &text, out) else { continue };
             let routes = policy.routes.unwrap_or_default();
             validate::add_routes(&mut config, &names, routes, &mut Reporter { file: &file_path, out });
         }
     }
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let mut keys = Vec::new();
+    for glob_text in &key_globs {
+        for file_path in expand(path, base, glob_text, ("api_keys.files", "key file"), &mut config, out) {
+            // An unreadable key file is a warning: its keys are left out
+            // (fail closed) and every other key keeps working.
+            let mut unreadable = Vec::new();
+            let Some(text) = read_file(&file_path, &mut unreadable) else {
+                out.extend(unreadable.into_iter().map(|d| Diagnostic { severity: Severity::Warning, ..d }));
+                continue;
+            };
+            let Some(file) = parse_yaml::<KeyFile>(&file_path, &text, out) else { continue };
+            validate::add_key_file(&mut keys, file, now, &mut Reporter { file: &file_path, out });
+        }
+    }
+    if let Some(api_keys) = &mut config.api_keys {
+        api_keys.keys = keys;
+    }
     validate::finish(&mut config, issuers, out);
     Some(config)
+}
+
+/// The files a `policy_files` or `api_keys.files` entry names, sorted, that
+/// are not already sources; each becomes a source and the glob is watched.
+fn expand(
+    main: &Path,
+    base: &Path,
+    glob_text: &file::Text,
+    (section, noun): (&str, &str),
+    config: &mut Config,
+    out: &mut Vec<Diagnostic>,
+) -> Vec<PathBuf> {
+    let pattern = base.join(&glob_text.value).to_string_lossy().into_owned();
+    let mut reporter = Reporter { file: main, out };
+    let mut files: Vec<PathBuf> = match glob::glob(&pattern) {
+        Ok(paths) => paths.filter_map(Result::ok).filter(|p| p.is_file()).collect(),
+        Err(e) => {
+            reporter.error(glob_text, format!("invalid {section} pattern: {e}"));
+            return Vec::new();
+        }
+    };
+    files.sort();
+    if files.is_empty() {
+        if glob_text.value.contains(['*', '?', '[']) {
+            reporter.warn(glob_text, format!("{section} pattern '{}' matches no file yet", glob_text.value));
+        } else {
+            reporter.error(glob_text, format!("{noun} '{}' does not exist", glob_text.value));
+        }
+    }
+    config.policy_globs.push(pattern);
+    files.retain(|file| !config.sources.contains(file));
+    config.sources.extend(files.iter().cloned());
+    files
 }
 
 fn read_file(path: &Path, out: &mut Vec<Diagnostic>) -> Option<String> {

@@ -33,11 +33,91 @@ pub struct Config {
     pub routes: Vec<RouteSpec>,
     /// Where each route was defined, for `check`, `explain` and logs.
     pub route_origins: Vec<Position>,
+    /// Every claim a route condition looks at, once; conditions refer to
+    /// them by index ([`policy::ClaimId`]). Verified identities keep the
+    /// values of exactly these claims.
+    pub condition_claims: Vec<ClaimPath>,
     /// Every file this configuration was read from, main file first.
     pub sources: Vec<PathBuf>,
-    /// The `policy_files` globs, made absolute (a new matching file must
-    /// trigger a reload too).
+    /// The `policy_files` and `api_keys.files` globs, made absolute (a new
+    /// matching file must trigger a reload too).
     pub policy_globs: Vec<String>,
+    /// API keys, when `api_keys` is configured (with no key files matched
+    /// yet, the list is empty).
+    pub api_keys: Option<ApiKeys>,
+    /// The credential kinds each route accepts (same index as `routes`).
+    pub route_credentials: Vec<CredentialKinds>,
+}
+
+/// `api_keys`: where keys are presented and the keys the key files hold.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiKeys {
+    /// Lower-case name of the operator's header (`X-API-Key`); keys are
+    /// also accepted as `Authorization: ApiKey <key>`.
+    pub header: Option<String>,
+    /// Every valid key entry, in file order; ids are unique.
+    pub keys: Vec<ApiKey>,
+}
+
+/// One key file entry. The key itself is never in a file: only its SHA-256.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiKey {
+    /// The id the key carries in clear (`pk_<id>_<secret>`).
+    pub id: String,
+    /// SHA-256 of the whole key as presented.
+    pub sha256: [u8; 32],
+    pub subject: String,
+    pub scopes: Vec<String>,
+    /// Unix time (seconds) from which the key is refused.
+    pub expires: Option<u64>,
+    pub note: Option<String>,
+    /// Where the entry is, for `check` and logs.
+    pub position: Position,
+}
+
+/// A kind of credential a route can accept (`credentials:`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CredentialKind {
+    /// A bearer token: a JWT or an introspected opaque token.
+    Bearer,
+    /// An API key from `api_keys`.
+    ApiKey,
+}
+
+impl CredentialKind {
+    pub const ALL: [CredentialKind; 2] = [CredentialKind::Bearer, CredentialKind::ApiKey];
+
+    /// The name in `credentials:`.
+    pub fn name(self) -> &'static str {
+        match self {
+            CredentialKind::Bearer => "bearer",
+            CredentialKind::ApiKey => "api_key",
+        }
+    }
+}
+
+/// The credential kinds a route accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CredentialKinds {
+    pub bearer: bool,
+    pub api_key: bool,
+}
+
+impl CredentialKinds {
+    /// Every kind (an unmatched path, or tools that do not ask).
+    pub const ANY: CredentialKinds = CredentialKinds { bearer: true, api_key: true };
+
+    pub fn accepts(self, kind: CredentialKind) -> bool {
+        match kind {
+            CredentialKind::Bearer => self.bearer,
+            CredentialKind::ApiKey => self.api_key,
+        }
+    }
+
+    /// The kinds accepted, as written in `credentials:`.
+    pub fn names(self) -> Vec<&'static str> {
+        CredentialKind::ALL.into_iter().filter(|k| self.accepts(*k)).map(CredentialKind::name).collect()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -63,6 +143,49 @@ pub struct Upstream {
     pub sni: String,
     pub connect_timeout: Duration,
     pub read_timeout: Duration,
+    /// The forwarding headers portcullis sets from what it saw (client
+    /// address, host, scheme), in addition to removing every client-sent
+    /// forwarding header when the peer is not a trusted proxy.
+    pub forwarded_headers: Vec<ForwardedHeader>,
+}
+
+/// A forwarding header portcullis can vouch for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ForwardedHeader {
+    XForwardedFor,
+    XForwardedHost,
+    XForwardedProto,
+    XRealIp,
+    /// RFC 7239 `Forwarded`.
+    Forwarded,
+}
+
+impl ForwardedHeader {
+    pub const ALL: [ForwardedHeader; 5] = [
+        ForwardedHeader::XForwardedFor,
+        ForwardedHeader::XForwardedHost,
+        ForwardedHeader::XForwardedProto,
+        ForwardedHeader::XRealIp,
+        ForwardedHeader::Forwarded,
+    ];
+    /// Set when an upstream does not say: every one but `Forwarded`.
+    pub const DEFAULT: [ForwardedHeader; 4] = [
+        ForwardedHeader::XForwardedFor,
+        ForwardedHeader::XForwardedHost,
+        ForwardedHeader::XForwardedProto,
+        ForwardedHeader::XRealIp,
+    ];
+
+    /// The header name, lower case, as written in the configuration.
+    pub fn name(self) -> &'static str {
+        match self {
+            ForwardedHeader::XForwardedFor => "x-forwarded-for",
+            ForwardedHeader::XForwardedHost => "x-forwarded-host",
+            ForwardedHeader::XForwardedProto => "x-forwarded-proto",
+            ForwardedHeader::XRealIp => "x-real-ip",
+            ForwardedHeader::Forwarded => "forwarded",
+        }
+    }
 }
 
 impl Upstream {
@@ -195,6 +318,36 @@ pub struct Issuer {
     /// Timeout of every call to this issuer (discovery, JWKS, introspection).
     pub http_timeout: Duration,
     pub introspection: Option<Introspection>,
+    /// The claims that hold the token's audience (`aud` by default); one
+    /// of their values must be in `audiences` unless `any_audience`.
+    pub audience_claims: Vec<ClaimPath>,
+    /// Claims every token of this issuer must carry with one of the given
+    /// values (how an IdP's ID tokens are told from its access tokens).
+    pub required_claims: Vec<RequiredClaim>,
+}
+
+impl Issuer {
+    /// Whether the audience is read from `aud` alone, the way the JWT
+    /// library checks it; any other `audience_claims` is checked after
+    /// decoding.
+    pub fn audience_is_aud(&self) -> bool {
+        matches!(self.audience_claims.as_slice(), [only] if only.0 == ["aud"])
+    }
+}
+
+/// A claim a token must carry with one of `values`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequiredClaim {
+    pub claim: ClaimPath,
+    pub values: Vec<RequiredValue>,
+}
+
+/// A value a required claim may have: the claim must be exactly this JSON
+/// string or boolean.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RequiredValue {
+    String(String),
+    Bool(bool),
 }
 
 /// RFC 7662 introspection of opaque tokens.

@@ -6,7 +6,10 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use config::{load_with_env, Algorithm, HeaderValueSource, KeySource, LoadError, Loaded, Mode, RateKey, Severity};
+use config::{
+    load_with_env, Algorithm, ClaimPath, HeaderValueSource, KeySource, LoadError, Loaded, Mode, RateKey, RequiredClaim,
+    RequiredValue, Severity,
+};
 use policy::{Access, IssuerId};
 
 const SECRET: &str = "0123456789abcdef0123456789abcdef-secret";
@@ -126,6 +129,7 @@ fn the_reference_configuration_loads() {
     assert_eq!(config.realm, "todo-api");
     assert_eq!(config.threads, 4);
     assert_eq!(config.upstreams[0].address(), "127.0.0.1:8000");
+    assert_eq!(config.upstreams[0].forwarded_headers, config::ForwardedHeader::DEFAULT);
 
     let sso = &config.issuers[0];
     assert_eq!(sso.algorithms, [Algorithm::RS256, Algorithm::ES256]);
@@ -320,6 +324,14 @@ fn other_value_mistakes() {
         ("upstreams:\n  api:\n    url: ftp://x\n", "3:10: upstream scheme must be http or https, not 'ftp'"),
         ("upstreams:\n  api:\n    url: http://x/base\n", "3:10: an upstream URL is scheme://host:port only"),
         ("upstreams:\n  api:\n    url: http://x\n    read_timeout: 30\n", "4:19: '30' has no unit"),
+        (
+            "upstreams:\n  api:\n    url: http://x\n    forwarded_headers: [x-real-ip, x-client-ip]\n",
+            "4:36: 'x-client-ip' is not one of: x-forwarded-for, x-forwarded-host, x-forwarded-proto, x-real-ip, forwarded",
+        ),
+        (
+            "upstreams:\n  api:\n    url: http://x\n    forwarded_headers: [Forwarded, forwarded]\n",
+            "4:36: 'forwarded' is listed twice",
+        ),
         ("rate_limits:\n  auth:\n    key: ip\n    limit: 5\n    per: 1m\n", "3:10: unknown rate-limit key 'ip'"),
         ("rate_limits:\n  auth:\n    key: client_ip\n    limit: 0\n    per: 1m\n", "4:12: limit must be at least 1"),
         ("identity_headers:\n  Authorization: sub\n", "2:3: 'Authorization' cannot be an identity header"),
@@ -427,4 +439,134 @@ fn several_errors_are_reported_at_once() {
 fn an_unreadable_file_is_reported_by_name() {
     let err = load(Path::new("/nonexistent/portcullis.yaml"), Mode::Serve, &HashMap::new()).unwrap_err();
     assert!(err.to_string().starts_with("/nonexistent/portcullis.yaml: cannot read"), "{err}");
+}
+
+/// The upstream, issuer and route-list header the claim tests share.
+const CLAIMS_BASE: &str = "upstreams:\n  api:\n    url: http://127.0.0.1:1\nissuers:\n  - name: sso\n    issuer: https://s.example.com\n    audiences: [a]\nroutes:\n";
+
+#[test]
+fn claim_conditions_load_with_one_list_of_claims() {
+    use policy::{ClaimId, Condition, Literal};
+    let dir = Dir::new();
+    let routes = "  - path: /tenants/{tenant}/**\n    scopes: [orders:read]\n    claims:\n      tenant: \"{tenant}\"\n      email_verified: true\n      level: 3\n      groups: {any_of: [ops, sre]}\n      \"realm_access.roles\": {all_of: [reader]}\n      banned: {none_of: [yes-really]}\n      sub: {exists: true}\n  - path: /other/{tenant}\n    claims:\n      tenant: \"{tenant}\"\n      groups: {none_of: [guests]}\n";
+    let path = dir.write("portcullis.yaml", &format!("{CLAIMS_BASE}{routes}"));
+    let loaded = load(&path, Mode::Serve, &env_with_secret()).expect("valid claim conditions");
+    let config = &loaded.config;
+    let names: Vec<String> = config.condition_claims.iter().map(ToString::to_string).collect();
+    assert_eq!(names, ["tenant", "email_verified", "level", "groups", "realm_access.roles", "banned", "sub"]);
+    let Access::Protected(first) = &config.routes[0].access else { panic!("protected") };
+    let conditions: Vec<(usize, Condition)> = first.claims.iter().map(|c| (c.claim.0, c.condition.clone())).collect();
+    assert_eq!(conditions[0], (0, Condition::EqualsSegment { name: "tenant".into(), index: 1 }));
+    assert_eq!(conditions[1], (1, Condition::Equals(Literal::Bool(true))));
+    assert_eq!(conditions[2], (2, Condition::Equals(Literal::Number(3.0))));
+    assert_eq!(conditions[3], (3, Condition::AnyOf(vec!["ops".into(), "sre".into()])));
+    assert_eq!(conditions[4], (4, Condition::AllOf(vec!["reader".into()])));
+    assert_eq!(conditions[6], (6, Condition::Exists(true)));
+    // The second route reuses the claims the first one listed.
+    let Access::Protected(second) = &config.routes[1].access else { panic!("protected") };
+    assert_eq!(second.claims[0].claim, ClaimId(0));
+    assert_eq!(second.claims[1].claim, ClaimId(3));
+    assert_eq!(second.claims[0].condition, Condition::EqualsSegment { name: "tenant".into(), index: 1 });
+}
+
+#[test]
+fn claim_condition_mistakes_have_positions() {
+    let cases = [
+        (
+            "  - path: /t/{tenant}\n    claims:\n      tenant: \"{tenat}\"\n",
+            "11:15: the path pattern captures no '{tenat}' (it captures: {tenant})",
+        ),
+        ("  - path: /a\n    public: true\n    claims:\n      x: true\n", "9:5: a public route cannot also have claims"),
+        (
+            "  - path: /a\n    claims:\n      groups: {any_of: []}\n",
+            "11:15: an empty list: any_of and all_of could never be decided by it",
+        ),
+        ("  - path: /a\n    claims:\n      groups: {any_of: [a], none_of: [b]}\n", "11:15: one operator per claim"),
+        ("  - path: /a\n    claims:\n      groups: {}\n", "11:15: give one of any_of, all_of, none_of or exists"),
+        ("  - path: /a\n    claims:\n      groups: {one_of: [a]}\n", "11:16: unknown field `one_of`"),
+        ("  - path: /a\n    claims:\n      \"a..b\": x\n", "11:7: 'a..b' is not a claim name or dotted claim path"),
+        (
+            "  - path: /a\n    claims:\n      groups: [a, b]\n",
+            "11:7: invalid type: sequence, expected a string, number or boolean",
+        ),
+    ];
+    for (routes, expected) in cases {
+        let errors = errors_of(&format!("{CLAIMS_BASE}{routes}"));
+        assert!(errors.iter().any(|e| e.starts_with(expected)), "{routes:?}: got {errors:?}, want {expected}");
+    }
+}
+
+#[test]
+fn a_quoted_boolean_in_a_claim_condition_is_a_warning() {
+    let dir = Dir::new();
+    let routes = "  - path: /a\n    claims:\n      email_verified: \"true\"\n";
+    let path = dir.write("portcullis.yaml", &format!("{CLAIMS_BASE}{routes}"));
+    let loaded = load(&path, Mode::Serve, &env_with_secret()).expect("a warning, not an error");
+    let warnings: Vec<String> = loaded.warnings.iter().map(ToString::to_string).collect();
+    assert!(
+        warnings.iter().any(|w| w.ends_with(
+            ":11:23: warning: 'true' in quotes matches only the string; write true to match a boolean claim"
+        )),
+        "{warnings:?}"
+    );
+}
+
+#[test]
+fn audience_claims_and_required_claims_load() {
+    let dir = Dir::new();
+    let text = with_issuer(
+        "    audiences: [client-1, client-2]\n    audience_claims: [client_id, ext.cid]\n    required_claims:\n      \
+         token_use: access\n      azp: [web, \"true\"]\n      email_verified: true\n",
+    );
+    let path = dir.write("c.yaml", &text);
+    let loaded = load(&path, Mode::Serve, &HashMap::new()).unwrap();
+    let issuer = &loaded.config.issuers[0];
+    assert_eq!(
+        issuer.audience_claims,
+        [ClaimPath(vec!["client_id".into()]), ClaimPath(vec!["ext".into(), "cid".into()])]
+    );
+    assert!(!issuer.audience_is_aud());
+    let string = |text: &str| RequiredValue::String(text.into());
+    assert_eq!(
+        issuer.required_claims,
+        [
+            RequiredClaim { claim: ClaimPath(vec!["token_use".into()]), values: vec![string("access")] },
+            RequiredClaim { claim: ClaimPath(vec!["azp".into()]), values: vec![string("web"), string("true")] },
+            RequiredClaim { claim: ClaimPath(vec!["email_verified".into()]), values: vec![RequiredValue::Bool(true)] },
+        ]
+    );
+
+    // Unless told otherwise the audience is `aud`, which jsonwebtoken checks.
+    let path = dir.write("d.yaml", &with_issuer("    audiences: [a]\n"));
+    let loaded = load(&path, Mode::Serve, &HashMap::new()).unwrap();
+    assert_eq!(loaded.config.issuers[0].audience_claims, [ClaimPath(vec!["aud".into()])]);
+    assert!(loaded.config.issuers[0].audience_is_aud());
+    assert!(loaded.config.issuers[0].required_claims.is_empty());
+}
+
+#[test]
+fn audience_claims_and_required_claims_mistakes_have_positions() {
+    let cases: [(&str, &str); 9] = [
+        ("    audiences: [a]\n    audience_claims: []\n", "8:22: audience_claims: [] reads the audience from nowhere"),
+        ("    allow_any_audience: true\n    audience_claims: [client_id]\n", "8:22: audience_claims does nothing with"),
+        ("    audiences: [a]\n    audience_claims: [client_id, a..b]\n", "8:34: 'a..b' is not a claim name"),
+        ("    audiences: [a]\n    required_claims: {}\n", "8:22: required_claims: {} requires nothing"),
+        (
+            "    audiences: [a]\n    required_claims:\n      token_use: []\n",
+            "9:18: required claim 'token_use' lists no value",
+        ),
+        ("    audiences: [a]\n    required_claims:\n      .typ: Bearer\n", "9:7: '.typ' is not a claim name"),
+        ("    audiences: [a]\n    required_claims:\n      ver: 2\n", "9:7: invalid type: integer"),
+        (
+            "    audiences: [a]\n    required_claims:\n      typ: [[ID]]\n",
+            "9:13: invalid type: sequence, expected a string or a boolean",
+        ),
+        ("    audiences: [a]\n    required_claims:\n      typ: {a: b}\n", "9:12: invalid type: map"),
+    ];
+    let wrong: Vec<_> = cases
+        .iter()
+        .map(|(extra, expected)| (expected, errors_of(&with_issuer(extra))))
+        .filter(|(expected, errors)| !(errors.len() == 1 && errors[0].starts_with(**expected)))
+        .collect();
+    assert!(wrong.is_empty(), "{wrong:#?}");
 }

@@ -1,6 +1,6 @@
 //! Reading claims out of a verified payload: scopes and identity-header values.
 
-use config::ClaimPath;
+use config::{ClaimPath, RequiredClaim, RequiredValue};
 use http::HeaderValue;
 use policy::{is_scope_token, ScopeSet};
 use serde_json::{Map, Value};
@@ -30,6 +30,55 @@ pub fn scopes(claims: &Map<String, Value>, paths: &[ClaimPath]) -> ScopeSet {
     // scopes, and would make the space-joined scope header ambiguous.
     found.retain(|scope| is_scope_token(scope));
     ScopeSet::new(found)
+}
+
+/// What the audience claims of a token say about it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Audience {
+    /// One of the claims holds an accepted audience.
+    Accepted,
+    /// The claims are there, none holds an accepted audience.
+    Other,
+    /// None of the claims is there as a string or an array of strings.
+    Missing,
+}
+
+/// Judge the audience read from `paths` (each a string, or an array whose
+/// string items count) against `accepted`. A claim of any other type counts
+/// as absent, so a token cannot pass by putting an object where a string goes.
+pub fn audience(claims: &Map<String, Value>, paths: &[ClaimPath], accepted: &[String]) -> Audience {
+    let mut found = false;
+    for path in paths {
+        let is_accepted = |value: &Value| value.as_str().is_some_and(|text| accepted.iter().any(|a| a == text));
+        let matched = match lookup(claims, path) {
+            Some(value @ Value::String(_)) => is_accepted(value),
+            Some(Value::Array(items)) => items.iter().any(is_accepted),
+            _ => continue,
+        };
+        if matched {
+            return Audience::Accepted;
+        }
+        found = true;
+    }
+    if found {
+        Audience::Other
+    } else {
+        Audience::Missing
+    }
+}
+
+/// Whether every required claim is there with one of its values: a JSON
+/// string or boolean equal to it (an array or object never matches).
+pub fn has_required(claims: &Map<String, Value>, required: &[RequiredClaim]) -> bool {
+    required.iter().all(|rule| {
+        lookup(claims, &rule.claim).is_some_and(|value| {
+            rule.values.iter().any(|wanted| match (wanted, value) {
+                (RequiredValue::String(wanted), Value::String(text)) => wanted == text,
+                (RequiredValue::Bool(wanted), Value::Bool(flag)) => wanted == flag,
+                _ => false,
+            })
+        })
+    })
 }
 
 /// A claim as an identity-header value, or `None` when it cannot be one
@@ -93,6 +142,57 @@ mod tests {
         }));
         let set = scopes(&c, &[path("scope"), path("scp"), path("realm_access.roles"), path("nope")]);
         assert_eq!(set.iter().collect::<Vec<_>>(), ["a", "admin", "b", "openid", "tasks:read", "tasks:write"]);
+    }
+
+    #[test]
+    fn audience_from_strings_and_arrays_of_any_listed_claim() {
+        let accepted = ["api".to_owned(), "client-1".to_owned()];
+        let judge = |value: Value, paths: &[&str]| {
+            audience(&claims(value), &paths.iter().map(|p| path(p)).collect::<Vec<_>>(), &accepted)
+        };
+        assert_eq!(judge(json!({"aud": "api"}), &["aud"]), Audience::Accepted);
+        assert_eq!(judge(json!({"aud": ["x", "api"]}), &["aud"]), Audience::Accepted);
+        assert_eq!(judge(json!({"client_id": "client-1"}), &["client_id"]), Audience::Accepted);
+        assert_eq!(judge(json!({"aud": "x", "cid": "client-1"}), &["aud", "cid"]), Audience::Accepted);
+        assert_eq!(judge(json!({"a": {"b": ["api"]}}), &["a.b"]), Audience::Accepted);
+        assert_eq!(judge(json!({"client_id": "client-2"}), &["client_id"]), Audience::Other);
+        assert_eq!(judge(json!({"aud": [], "cid": "other"}), &["aud", "cid"]), Audience::Other);
+        assert_eq!(judge(json!({"aud": "api"}), &["client_id"]), Audience::Missing);
+        // Other types are not an audience: not a match, and not "present".
+        for value in [json!({"client_id": {"api": 1}}), json!({"client_id": 1}), json!({"client_id": null})] {
+            assert_eq!(judge(value, &["client_id"]), Audience::Missing);
+        }
+        assert_eq!(judge(json!({"client_id": [1, {"x": "api"}]}), &["client_id"]), Audience::Other);
+    }
+
+    #[test]
+    fn required_claims_match_exact_strings_and_booleans() {
+        let rule = |claim: &str, values: Vec<RequiredValue>| RequiredClaim { claim: path(claim), values };
+        let string = |text: &str| RequiredValue::String(text.to_owned());
+        let rules = [
+            rule("token_use", vec![string("access")]),
+            rule("azp", vec![string("web"), string("cli")]),
+            rule("email_verified", vec![RequiredValue::Bool(true)]),
+        ];
+        let ok = json!({"token_use": "access", "azp": "cli", "email_verified": true});
+        assert!(has_required(&claims(ok.clone()), &rules));
+        assert!(has_required(&claims(json!({})), &[]));
+        for (claim, value) in [
+            ("token_use", json!("id")),
+            ("token_use", json!("Access")),
+            ("token_use", json!(["access"])),
+            ("azp", json!("other")),
+            ("email_verified", json!("true")),
+            ("email_verified", json!(false)),
+            ("email_verified", Value::Null),
+        ] {
+            let mut bad = ok.clone();
+            bad[claim] = value.clone();
+            assert!(!has_required(&claims(bad), &rules), "{claim}: {value}");
+            let mut missing = claims(ok.clone());
+            missing.remove(claim);
+            assert!(!has_required(&missing, &rules), "without {claim}");
+        }
     }
 
     #[test]

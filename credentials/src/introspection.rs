@@ -103,6 +103,8 @@ mod tests {
             min_refresh_interval: Duration::from_secs(30),
             http_timeout: Duration::from_secs(5),
             introspection: Some(settings.clone()),
+            audience_claims: vec![config::ClaimPath(vec!["aud".into()])],
+            required_claims: vec![],
         };
         (issuer, settings)
     }

@@ -71,6 +71,8 @@ fn fixture() -> &'static Fixture {
             min_refresh_interval: Duration::from_secs(30),
             http_timeout: Duration::from_secs(5),
             introspection: Some(settings.clone()),
+            audience_claims: vec![path("aud")],
+            required_claims: vec![],
         };
         let any = Issuer { audiences: vec![], any_audience: true, ..strict.clone() };
         Fixture { strict, any, settings, scope_claims }

@@ -9,7 +9,10 @@
 //!   double encoding (%25 followed by two hex digits), and every escape is
 //!   upper case and stands for a byte that may not appear literally;
 //! - it decodes to the same non-empty segments as the request (normalisation
-//!   never changes what the path means), and to valid UTF-8;
+//!   never changes what the path means), and to valid UTF-8 without a
+//!   character whose NFKC or NFKD form holds `.`, `/`, `\`, `%`, `;`, `?`, `#`
+//!   or a control, nor a control itself (an upstream that normalises Unicode
+//!   would read another path);
 //! - normalising it again gives the same string, not rewritten (the forwarded
 //!   form is a fixed point, so a second portcullis or the policy re-run on
 //!   the upstream's view agrees);
@@ -21,6 +24,7 @@
 //! '/', '\' or NUL, or a segment that decodes to "." or "..", is never accepted.
 #![no_main]
 
+use icu_normalizer::{ComposingNormalizerBorrowed, DecomposingNormalizerBorrowed};
 use libfuzzer_sys::fuzz_target;
 use policy::{
     normalize, normalize_host, Access, HostPattern, HostSet, Method, MethodSet, PathPattern, Requirement, RouteSpec,
@@ -180,8 +184,19 @@ fuzz_target!(|data: &[u8]| {
     };
     let decoded = decode_segments(text);
     assert_eq!(decode_segments(raw), decoded, "{raw_s} -> {text_s}: meaning changed");
+    let (nfkc, nfkd) = (ComposingNormalizerBorrowed::new_nfkc(), DecomposingNormalizerBorrowed::new_nfkd());
     for segment in &decoded {
-        assert!(std::str::from_utf8(segment).is_ok(), "{raw_s} -> {text_s}: decodes to invalid UTF-8");
+        let segment = std::str::from_utf8(segment);
+        assert!(segment.is_ok(), "{raw_s} -> {text_s}: decodes to invalid UTF-8");
+        for c in segment.unwrap_or_default().chars().filter(|c| !c.is_ascii()) {
+            let one = c.to_string();
+            let reads_as_syntax = |form: &str| form.chars().any(|f| "./\\%;?#".contains(f) || f.is_ascii_control());
+            assert!(
+                !c.is_control() && !reads_as_syntax(&nfkc.normalize(&one)) && !reads_as_syntax(&nfkd.normalize(&one)),
+                "{raw_s} -> {text_s}: {c:?} reads as a separator once normalised \
+                 (regressions/path_normalize/fullwidth-dot-segment)"
+            );
+        }
     }
     // One trailing slash is kept exactly when the request had one after a segment.
     let raw_trailing = raw.len() > 1 && raw.ends_with('/') && !raw.trim_matches('/').is_empty();

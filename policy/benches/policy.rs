@@ -5,8 +5,8 @@ use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use policy::{
-    decide, normalize, Access, IssuerId, Method, MethodSet, PathPattern, Principal, Requirement, RouteSpec, RouteTable,
-    ScopeSet,
+    decide, normalize, Access, ClaimValues, IssuerId, Method, MethodSet, PathPattern, Principal, Requirement,
+    RouteSpec, RouteTable, ScopeSet,
 };
 
 /// `n` routes shaped like a real API: per-service read and write routes with
@@ -69,11 +69,14 @@ fn deciding(c: &mut Criterion) {
     let table = table(10);
     let route = &table.routes()[0];
     let scopes = ScopeSet::new(["openid", "profile", "items:read", "items:write", "email"]);
-    let principal = Principal { issuer: IssuerId(0), scopes: &scopes };
-    c.bench_function("decide/allow", |b| b.iter(|| black_box(decide(Some(black_box(route)), Some(principal)))));
+    let claims = ClaimValues::default();
+    let principal = Principal { issuer: IssuerId(0), scopes: &scopes, claims: &claims };
+    c.bench_function("decide/allow", |b| b.iter(|| black_box(decide(Some(black_box(route)), Some(principal), None))));
     let few = ScopeSet::new(["openid"]);
-    let weak = Principal { issuer: IssuerId(0), scopes: &few };
-    c.bench_function("decide/insufficient_scope", |b| b.iter(|| black_box(decide(Some(black_box(route)), Some(weak)))));
+    let weak = Principal { issuer: IssuerId(0), scopes: &few, claims: &claims };
+    c.bench_function("decide/insufficient_scope", |b| {
+        b.iter(|| black_box(decide(Some(black_box(route)), Some(weak), None)))
+    });
 }
 
 criterion_group!(benches, matching, normalising, deciding);

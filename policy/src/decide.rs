@@ -1,5 +1,7 @@
 //! The access decision: route requirements against a verified identity.
 
+use crate::claims::{ClaimCondition, ClaimValues};
+use crate::path::NormalizedPath;
 use crate::route::{Access, IssuerId, Route};
 
 /// The scopes a verified token carries: sorted, without duplicates.
@@ -49,6 +51,8 @@ pub fn is_scope_token(scope: &str) -> bool {
 pub struct Principal<'a> {
     pub issuer: IssuerId,
     pub scopes: &'a ScopeSet,
+    /// The values of the claims route conditions read.
+    pub claims: &'a ClaimValues,
 }
 
 /// The outcome of [`decide`]. Failures to authenticate a token at all
@@ -66,13 +70,22 @@ pub enum Decision<'r> {
     IssuerNotAccepted,
     /// A valid token without the scopes the route requires: 403.
     InsufficientScope { required: &'r str },
+    /// A valid token with the scopes, but a claim condition of the route
+    /// does not hold (the first that fails, in the order written): 403.
+    ClaimNotMet { condition: &'r ClaimCondition },
     /// A valid token, but no route covers the request: 403 (default deny).
     NoRoute,
 }
 
 /// Decide what happens to a request that matched `route` (or nothing),
-/// presented by `principal` (or nobody).
-pub fn decide<'r>(route: Option<&'r Route>, principal: Option<Principal<'_>>) -> Decision<'r> {
+/// presented by `principal` (or nobody). `path` is the request's normalised
+/// path, needed only by routes whose conditions read a captured segment
+/// ([`Route::reads_path`]); without it such conditions fail.
+pub fn decide<'r>(
+    route: Option<&'r Route>,
+    principal: Option<Principal<'_>>,
+    path: Option<&NormalizedPath<'_>>,
+) -> Decision<'r> {
     let Some(route) = route else {
         return match principal {
             None => Decision::Unauthenticated,
@@ -94,10 +107,12 @@ pub fn decide<'r>(route: Option<&'r Route>, principal: Option<Principal<'_>>) ->
     let has_all = requirement.all_scopes.iter().all(|s| principal.scopes.contains(s));
     let has_any =
         requirement.any_scopes.is_empty() || requirement.any_scopes.iter().any(|s| principal.scopes.contains(s));
-    if has_all && has_any {
-        Decision::Allow
-    } else {
-        Decision::InsufficientScope { required: &route.required_scope }
+    if !(has_all && has_any) {
+        return Decision::InsufficientScope { required: &route.required_scope };
+    }
+    match requirement.claims.iter().find(|condition| !condition.holds(principal.claims, path)) {
+        Some(condition) => Decision::ClaimNotMet { condition },
+        None => Decision::Allow,
     }
 }
 
@@ -124,39 +139,42 @@ mod tests {
             all_scopes: all.iter().map(|s| (*s).into()).collect(),
             any_scopes: any.iter().map(|s| (*s).into()).collect(),
             issuers: issuers.map(|v| v.into_iter().map(IssuerId).collect()),
+            claims: Vec::new(),
         }))
     }
 
+    const NO_CLAIMS: &ClaimValues = &ClaimValues(Vec::new());
+
     fn who(scopes: &ScopeSet) -> Option<Principal<'_>> {
-        Some(Principal { issuer: IssuerId(0), scopes })
+        Some(Principal { issuer: IssuerId(0), scopes, claims: NO_CLAIMS })
     }
 
     #[test]
     fn default_deny() {
         let scopes = ScopeSet::new(["admin"]);
-        assert_eq!(decide(None, None), Decision::Unauthenticated);
-        assert_eq!(decide(None, who(&scopes)), Decision::NoRoute);
+        assert_eq!(decide(None, None, None), Decision::Unauthenticated);
+        assert_eq!(decide(None, who(&scopes), None), Decision::NoRoute);
     }
 
     #[test]
     fn public_routes_need_nothing() {
-        assert_eq!(decide(Some(&route(Access::Public)), None), Decision::Public);
+        assert_eq!(decide(Some(&route(Access::Public)), None, None), Decision::Public);
     }
 
     #[test]
     fn all_scopes_are_required() {
         let r = protected(&["a", "b"], &[], None);
-        assert_eq!(decide(Some(&r), None), Decision::Unauthenticated);
-        assert_eq!(decide(Some(&r), who(&ScopeSet::new(["a", "b", "c"]))), Decision::Allow);
-        assert_eq!(decide(Some(&r), who(&ScopeSet::new(["a"]))), Decision::InsufficientScope { required: "a b" });
+        assert_eq!(decide(Some(&r), None, None), Decision::Unauthenticated);
+        assert_eq!(decide(Some(&r), who(&ScopeSet::new(["a", "b", "c"])), None), Decision::Allow);
+        assert_eq!(decide(Some(&r), who(&ScopeSet::new(["a"])), None), Decision::InsufficientScope { required: "a b" });
     }
 
     #[test]
     fn one_of_any_scopes_is_enough() {
         let r = protected(&[], &["admin", "superuser"], None);
-        assert_eq!(decide(Some(&r), who(&ScopeSet::new(["superuser"]))), Decision::Allow);
+        assert_eq!(decide(Some(&r), who(&ScopeSet::new(["superuser"])), None), Decision::Allow);
         assert_eq!(
-            decide(Some(&r), who(&ScopeSet::new(["user"]))),
+            decide(Some(&r), who(&ScopeSet::new(["user"])), None),
             Decision::InsufficientScope { required: "admin superuser" }
         );
     }
@@ -164,16 +182,41 @@ mod tests {
     #[test]
     fn a_protected_route_without_scopes_needs_only_a_valid_token() {
         let r = protected(&[], &[], None);
-        assert_eq!(decide(Some(&r), who(&ScopeSet::default())), Decision::Allow);
+        assert_eq!(decide(Some(&r), who(&ScopeSet::default()), None), Decision::Allow);
     }
 
     #[test]
     fn issuer_restriction() {
         let r = protected(&[], &[], Some(vec![1]));
-        assert_eq!(decide(Some(&r), who(&ScopeSet::default())), Decision::IssuerNotAccepted);
+        assert_eq!(decide(Some(&r), who(&ScopeSet::default()), None), Decision::IssuerNotAccepted);
         let scopes = ScopeSet::default();
-        let p = Principal { issuer: IssuerId(1), scopes: &scopes };
-        assert_eq!(decide(Some(&r), Some(p)), Decision::Allow);
+        let p = Principal { issuer: IssuerId(1), scopes: &scopes, claims: NO_CLAIMS };
+        assert_eq!(decide(Some(&r), Some(p), None), Decision::Allow);
+    }
+
+    #[test]
+    fn claim_conditions_come_after_scopes_and_never_widen_them() {
+        use crate::claims::{ClaimCondition, ClaimId, ClaimValue, Condition, Literal};
+        let verified = ClaimCondition {
+            claim: ClaimId(0),
+            name: "email_verified".into(),
+            condition: Condition::Equals(Literal::Bool(true)),
+        };
+        let mut r = protected(&["a"], &[], None);
+        if let Access::Protected(req) = &mut r.access {
+            req.claims.push(verified.clone());
+        }
+        let yes = ClaimValues(vec![Some(ClaimValue::Bool(true))]);
+        let no = ClaimValues(vec![Some(ClaimValue::Bool(false))]);
+        let scopes = ScopeSet::new(["a"]);
+        let with = |claims| Some(Principal { issuer: IssuerId(0), scopes: &scopes, claims });
+        assert_eq!(decide(Some(&r), with(&yes), None), Decision::Allow);
+        assert_eq!(decide(Some(&r), with(&no), None), Decision::ClaimNotMet { condition: &verified });
+        assert_eq!(decide(Some(&r), with(NO_CLAIMS), None), Decision::ClaimNotMet { condition: &verified });
+        // Scopes are checked first: a satisfied condition does not make up for them.
+        let none = ScopeSet::default();
+        let weak = Some(Principal { issuer: IssuerId(0), scopes: &none, claims: &yes });
+        assert_eq!(decide(Some(&r), weak, None), Decision::InsufficientScope { required: "a" });
     }
 
     #[test]

@@ -6,13 +6,16 @@
 //! functions, so it is unit- and property-tested without a server.
 #![forbid(unsafe_code)]
 
+mod claims;
 mod decide;
 mod host;
+mod lookalike;
 mod path;
 mod pattern;
 mod route;
 mod table;
 
+pub use claims::{decode_segment, ClaimCondition, ClaimId, ClaimValue, ClaimValues, Condition, Literal};
 pub use decide::{decide, is_scope_token, Decision, Principal, ScopeSet};
 pub use host::{normalize_host, HostError};
 pub use path::{hex_value, is_canonical_literal, normalize, NormalizedPath, PathError, Segments, MAX_PATH_BYTES};

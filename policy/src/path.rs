@@ -13,6 +13,8 @@
 use std::borrow::Cow;
 use std::fmt;
 
+use crate::lookalike::LOOKALIKES;
+
 /// Why a request path was refused. Each one answers 400 and is never forwarded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum PathError {
@@ -38,6 +40,10 @@ pub enum PathError {
     Fragment,
     #[error("path is not valid UTF-8 once decoded")]
     InvalidUtf8,
+    #[error(
+        "path contains a character that Unicode normalisation reads as '.', '/', '\\', '%', ';', '?', '#' or a control"
+    )]
+    Lookalike,
     #[error("path is longer than {0} bytes")]
     TooLong(usize),
 }
@@ -234,8 +240,11 @@ fn canonicalize(bytes: &[u8]) -> Result<String, PathError> {
         if decoded == b"." || decoded == b".." {
             return Err(PathError::DotSegment);
         }
-        if std::str::from_utf8(&decoded).is_err() {
+        let Ok(text) = std::str::from_utf8(&decoded) else {
             return Err(PathError::InvalidUtf8);
+        };
+        if has_lookalike(text) {
+            return Err(PathError::Lookalike);
         }
         if has_percent_triplet(&decoded) {
             return Err(PathError::DoubleEncoding);
@@ -271,6 +280,14 @@ fn decode_segment(raw: &[u8], decoded: &mut Vec<u8>) -> Result<(), PathError> {
         }
     }
     Ok(())
+}
+
+/// Does the decoded segment hold a character that an upstream applying
+/// Unicode normalisation (NFKC and friends) would read as a separator, a
+/// dot, an escape or a control (U+FF0E FULLWIDTH FULL STOP is `.`)? Only
+/// non-ASCII text needs a look, so the common path costs one scan.
+fn has_lookalike(text: &str) -> bool {
+    !text.is_ascii() && text.chars().any(|c| !c.is_ascii() && LOOKALIKES.binary_search(&c).is_ok())
 }
 
 /// A `%XX` left after one round of decoding means the client encoded twice;
@@ -373,6 +390,48 @@ mod tests {
         // Short enough as sent, too long once re-encoded (`"` becomes %22).
         let grows = format!("/{}", "\"".repeat(MAX_PATH_BYTES / 2));
         assert_eq!(normalize(&grows), Err(PathError::TooLong(MAX_PATH_BYTES)));
+    }
+
+    #[test]
+    fn unicode_lookalikes_of_separators_are_refused() {
+        // Percent-encoded UTF-8 and raw: U+FF0E FULLWIDTH FULL STOP twice is
+        // `..` to an upstream that applies NFKC.
+        assert_eq!(normalize("/public/%EF%BC%8E%EF%BC%8E/admin/x"), Err(PathError::Lookalike));
+        assert_eq!(normalize("/public/\u{FF0E}\u{FF0E}/admin/x"), Err(PathError::Lookalike));
+        for c in [
+            '\u{FF0E}', '\u{2024}', '\u{2025}', '\u{FE52}', '\u{FF0F}', '\u{FF3C}', '\u{FE68}', '\u{FF05}', '\u{FF1B}',
+            '\u{FE54}', '\u{FF1F}', '\u{FF03}', '\u{0085}', '\u{2488}',
+        ] {
+            let mut encoded = String::from("/a/x");
+            for byte in c.to_string().bytes() {
+                encoded.push_str(&format!("%{byte:02X}"));
+            }
+            assert_eq!(normalize(&encoded), Err(PathError::Lookalike), "{c:?} encoded");
+            assert_eq!(normalize(&format!("/a/x{c}y")), Err(PathError::Lookalike), "{c:?} raw");
+        }
+        // Other non-ASCII text is data.
+        assert_eq!(ok("/caf%C3%A9/\u{65E5}\u{672C}"), "/caf%C3%A9/%E6%97%A5%E6%9C%AC");
+        assert_eq!(ok("/a/%E2%88%95"), "/a/%E2%88%95"); // U+2215 DIVISION SLASH has no decomposition
+    }
+
+    /// The generated table equals the set derived from ICU4X's Unicode data
+    /// (a newer Unicode than the generator may have had): regenerate with
+    /// `policy/unicode/lookalikes.py` when this fails.
+    #[test]
+    fn lookalike_table_matches_unicode_normalisation() {
+        use icu_normalizer::{ComposingNormalizerBorrowed, DecomposingNormalizerBorrowed};
+        assert!(LOOKALIKES.windows(2).all(|w| w[0] < w[1]), "sorted, no duplicates");
+        let (nfkc, nfc) = (ComposingNormalizerBorrowed::new_nfkc(), ComposingNormalizerBorrowed::new_nfc());
+        let (nfkd, nfd) = (DecomposingNormalizerBorrowed::new_nfkd(), DecomposingNormalizerBorrowed::new_nfd());
+        let bad = |text: &str| text.chars().any(|c| "./\\%;?#".contains(c) || c.is_ascii_control());
+        let derived: Vec<char> = ('\u{80}'..=char::MAX)
+            .filter(|&c| {
+                let text = c.to_string();
+                let forms = [nfkc.normalize(&text), nfkd.normalize(&text), nfc.normalize(&text), nfd.normalize(&text)];
+                c.is_control() || forms.iter().any(|form| *form != text && bad(form))
+            })
+            .collect();
+        assert_eq!(derived, LOOKALIKES);
     }
 
     #[test]

@@ -2,6 +2,7 @@
 
 use std::fmt;
 
+use crate::claims::ClaimCondition;
 use crate::pattern::PathPattern;
 
 /// An HTTP method a route may be restricted to. Extension methods are kept
@@ -143,6 +144,8 @@ pub struct Requirement {
     pub any_scopes: Vec<Box<str>>,
     /// Only tokens from these issuers (any configured issuer when `None`).
     pub issuers: Option<Vec<IssuerId>>,
+    /// Claim conditions, checked in this order after the scopes.
+    pub claims: Vec<ClaimCondition>,
 }
 
 /// Who may use a route.
@@ -182,6 +185,9 @@ pub struct Route {
     /// The RFC 6750 `scope` attribute for a 403: every scope that satisfies
     /// the route, space-separated. Built once so a refusal costs no formatting.
     pub required_scope: Box<str>,
+    /// A claim condition compares a captured path segment: deciding needs
+    /// the request's normalised path.
+    pub reads_path: bool,
 }
 
 impl Route {
@@ -194,7 +200,12 @@ impl Route {
                 all.chain(any).collect::<Vec<_>>().join(" ")
             }
         };
+        let reads_path = match &spec.access {
+            Access::Public => false,
+            Access::Protected(req) => req.claims.iter().any(ClaimCondition::reads_path),
+        };
         Route {
+            reads_path,
             name: spec.name.into(),
             pattern: spec.pattern,
             methods: spec.methods,

@@ -2,8 +2,9 @@
 //! table against a plain first-match scan, decisions and shadow detection.
 
 use policy::{
-    decide, normalize, Access, Decision, HostPattern, HostSet, IssuerId, Method, MethodSet, PathPattern, Principal,
-    Requirement, RouteSpec, RouteTable, ScopeSet, Segment,
+    decide, normalize, Access, ClaimCondition, ClaimId, ClaimValue, ClaimValues, Condition, Decision, HostPattern,
+    HostSet, IssuerId, Literal, Method, MethodSet, PathPattern, Principal, Requirement, RouteSpec, RouteTable,
+    ScopeSet, Segment,
 };
 use proptest::prelude::*;
 
@@ -217,6 +218,7 @@ proptest! {
                 all_scopes: all.iter().map(|s| s.as_str().into()).collect(),
                 any_scopes: any_of.iter().map(|s| s.as_str().into()).collect(),
                 issuers: issuers.clone().map(|v| v.into_iter().map(IssuerId).collect()),
+                claims: Vec::new(),
             }),
             upstream: 0,
             rate_limits: Vec::new(),
@@ -224,13 +226,105 @@ proptest! {
         let table = RouteTable::new(vec![spec]);
         let route = &table.routes()[0];
         let scopes = ScopeSet::new(held.iter().map(String::as_str));
-        let principal = Principal { issuer: IssuerId(issuer), scopes: &scopes };
-        let decision = decide(Some(route), Some(principal));
+        let claims = ClaimValues::default();
+        let principal = Principal { issuer: IssuerId(issuer), scopes: &scopes, claims: &claims };
+        let decision = decide(Some(route), Some(principal), None);
         if decision == Decision::Allow {
             prop_assert!(all.iter().all(|s| held.contains(s)));
             prop_assert!(any_of.is_empty() || any_of.iter().any(|s| held.contains(s)));
             prop_assert!(issuers.is_none_or(|v| v.contains(&issuer)));
         }
-        prop_assert_eq!(decide(Some(route), None), Decision::Unauthenticated);
+        prop_assert_eq!(decide(Some(route), None, None), Decision::Unauthenticated);
     }
+
+    #[test]
+    fn claim_conditions_never_allow_what_scopes_alone_refuse(
+        all in prop::collection::vec(segment_text(), 0..3),
+        held in prop::collection::vec(segment_text(), 0..4),
+        conditions in prop::collection::vec(condition(), 0..4),
+        values in prop::collection::vec(prop::option::of(claim_value()), 0..4),
+    ) {
+        let requirement = |claims: Vec<ClaimCondition>| Requirement {
+            all_scopes: all.iter().map(|s| s.as_str().into()).collect(),
+            claims,
+            ..Requirement::default()
+        };
+        let with = RouteTable::new(vec![spec_with(requirement(conditions.clone()))]);
+        let without = RouteTable::new(vec![spec_with(requirement(Vec::new()))]);
+        let scopes = ScopeSet::new(held.iter().map(String::as_str));
+        let claims = ClaimValues(values);
+        let principal = Principal { issuer: IssuerId(0), scopes: &scopes, claims: &claims };
+        let path = normalize("/r/acme").unwrap();
+        let decided = decide(Some(&with.routes()[0]), Some(principal), Some(&path));
+        let by_scopes = decide(Some(&without.routes()[0]), Some(principal), Some(&path));
+        if decided == Decision::Allow {
+            prop_assert_eq!(by_scopes, Decision::Allow);
+            prop_assert!(conditions.iter().all(|c| c.holds(&claims, Some(&path))));
+        }
+        if by_scopes != Decision::Allow {
+            prop_assert_eq!(decided, by_scopes);
+        }
+    }
+
+    #[test]
+    fn captured_segments_compare_as_decoded_from_the_normalised_path(
+        text in "[^/]{1,12}",
+        upper in any::<bool>(),
+    ) {
+        // The segment sent fully percent-encoded, in either hex case.
+        let encoded: String = text.bytes().map(|b| if upper { format!("%{b:02X}") } else { format!("%{b:02x}") }).collect();
+        let condition = ClaimCondition {
+            claim: ClaimId(0),
+            name: "tenant".into(),
+            condition: Condition::EqualsSegment { name: "tenant".into(), index: 1 },
+        };
+        if let Ok(path) = normalize(&format!("/t/{encoded}")) {
+            let claim = |v: &str| ClaimValues(vec![Some(ClaimValue::String(v.into()))]);
+            prop_assert!(condition.holds(&claim(&text), Some(&path)), "{} against {}", text, path);
+            let longer = format!("{text}x");
+            prop_assert!(!condition.holds(&claim(&longer), Some(&path)));
+            prop_assert!(!condition.holds(&claim(&encoded), Some(&path)) || encoded == text);
+        }
+    }
+}
+
+fn spec_with(requirement: Requirement) -> RouteSpec {
+    RouteSpec {
+        name: "r".into(),
+        pattern: PathPattern::parse("/r/{tenant}").unwrap(),
+        methods: MethodSet::Any,
+        hosts: HostSet::default(),
+        access: Access::Protected(requirement),
+        upstream: 0,
+        rate_limits: Vec::new(),
+    }
+}
+
+fn condition() -> impl Strategy<Value = ClaimCondition> {
+    let words = || prop::collection::vec(segment_text().prop_map(|s| Box::<str>::from(s.as_str())), 1..3);
+    let kind = prop_oneof![
+        segment_text().prop_map(|s| Condition::Equals(Literal::String(s.into()))),
+        any::<bool>().prop_map(|b| Condition::Equals(Literal::Bool(b))),
+        Just(Condition::EqualsSegment { name: "tenant".into(), index: 1 }),
+        words().prop_map(Condition::AnyOf),
+        words().prop_map(Condition::AllOf),
+        words().prop_map(Condition::NoneOf),
+        any::<bool>().prop_map(Condition::Exists),
+    ];
+    (0usize..4, kind).prop_map(|(claim, condition)| ClaimCondition {
+        claim: ClaimId(claim),
+        name: "c".into(),
+        condition,
+    })
+}
+
+fn claim_value() -> impl Strategy<Value = ClaimValue> {
+    prop_oneof![
+        segment_text().prop_map(|s| ClaimValue::String(s.into())),
+        Just(ClaimValue::String("acme".into())),
+        any::<bool>().prop_map(ClaimValue::Bool),
+        prop::collection::vec(segment_text().prop_map(|s| Box::<str>::from(s.as_str())), 0..3)
+            .prop_map(|v| ClaimValue::List(v.into())),
+        Just(ClaimValue::Other),
+    ]
 }

@@ -82,6 +82,8 @@ fn issuer(signer: &Signer) -> Issuer {
         min_refresh_interval: Duration::from_secs(30),
         http_timeout: Duration::from_secs(5),
         introspection: None,
+        audience_claims: vec![ClaimPath(vec!["aud".into()])],
+        required_claims: Vec::new(),
     }
 }
 
@@ -121,6 +123,7 @@ fn authenticator(runtime: &tokio::runtime::Runtime, signer: &Signer, cache: usiz
     let settings = AuthSettings {
         issuers: vec![state],
         identity_headers: headers,
+        condition_claims: Vec::new(),
         tokens: &TokenSettings { max_bytes: 8192, query_parameter: None },
         cache: Arc::new(TokenCache::new(cache)),
         cache_ttl: Duration::from_secs(300),

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use config::{RateKey, RateLimit};
 use http::HeaderValue;
-use policy::{IssuerId, ScopeSet};
+use policy::{ClaimValues, IssuerId, ScopeSet};
 use portcullis::{digest, Identity, KeyValue, LimitCounters, Limiter, TokenCache};
 
 const KEYS: u32 = 1_000_000;
@@ -52,6 +52,7 @@ fn identity(n: u32) -> Arc<Identity> {
             (1, HeaderValue::from_static("openid profile tasks:read tasks:write")),
         ]),
         valid_until: u64::MAX,
+        claims: ClaimValues::default(),
     })
 }
 

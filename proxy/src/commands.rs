@@ -4,11 +4,14 @@
 use std::fmt::Write as _;
 use std::path::Path;
 
-use config::{Loaded, Mode, Severity};
-use policy::{decide, normalize, normalize_host, Access, Decision, IssuerId, Principal, RouteTable, ScopeSet};
+use config::{CredentialKinds, Loaded, Mode, Severity};
+use policy::{
+    decide, normalize, normalize_host, Access, ClaimValues, Decision, IssuerId, Principal, RouteTable, ScopeSet,
+};
 
-use crate::auth::Challenges;
+use crate::auth::{condition_value, Challenges, Scheme, API_KEY_ISSUER};
 use crate::gateway::respond::Denied;
+use crate::runtime::configured_credentials;
 
 /// Validate a configuration. Prints every problem as `FILE:LINE:COL:
 /// message` and returns the process exit code: 0 valid, 1 not.
@@ -20,11 +23,12 @@ pub fn check(path: &Path, out: &mut impl std::io::Write) -> std::io::Result<i32>
             }
             writeln!(
                 out,
-                "{}: OK ({} routes, {} issuers, {} upstreams, {} files){}",
+                "{}: OK ({} routes, {} issuers, {} upstreams, {}{} files){}",
                 path.display(),
                 config.routes.len(),
                 config.issuers.len(),
                 config.upstreams.len(),
+                config.api_keys.as_ref().map_or(String::new(), |keys| format!("{} API keys, ", keys.keys.len())),
                 config.sources.len(),
                 match warnings.len() {
                     0 => String::new(),
@@ -52,6 +56,9 @@ pub struct Question<'a> {
     pub host: Option<&'a str>,
     pub scopes: &'a [String],
     pub issuer: Option<&'a str>,
+    /// `name=value` claims the token would carry; the value is JSON when it
+    /// parses as JSON (`true`, `42`, `["ops"]`), else a string.
+    pub claims: &'a [String],
 }
 
 /// Which route matches a request, what it requires, and what a token with
@@ -94,7 +101,11 @@ pub fn explain(path: &Path, question: &Question<'_>) -> (String, i32) {
                 let hosts: Vec<String> = route.hosts.0.iter().map(ToString::to_string).collect();
                 let _ = writeln!(text, "    hosts: {}", hosts.join(", "));
             }
-            let _ = writeln!(text, "    requires: {}", requirement(&route.access, &config));
+            let accepts = config.route_credentials.get(i).copied().unwrap_or(CredentialKinds::ANY);
+            let _ = writeln!(text, "    requires: {}", requirement(&route.access, &config, accepts));
+            if config.api_keys.is_some() && !matches!(route.access, Access::Public) {
+                let _ = writeln!(text, "    credentials: {}", accepts.names().join(", "));
+            }
             let upstream = &config.upstreams[route.upstream];
             let scheme = if upstream.tls { "https" } else { "http" };
             let _ = writeln!(text, "    upstream: {} ({scheme}://{})", upstream.name, upstream.address());
@@ -123,24 +134,54 @@ pub fn explain(path: &Path, question: &Question<'_>) -> (String, i32) {
         None => default_issuer(route.map(|r| &r.access)),
     };
     let forwarded = format!("forwarded to the upstream as {normalized}");
-    let challenges = Challenges::new(&config.realm);
-    let answer = |decision| answer(decision, &challenges, &forwarded);
-    let _ = writeln!(text, "  without a token: {}", answer(decide(route, None)));
+    let challenges = Challenges::new(&config.realm, configured_credentials(&config));
+    let accepts = index.and_then(|i| config.route_credentials.get(i).copied()).unwrap_or(CredentialKinds::ANY);
+    let answer = |decision, scheme| answer(decision, &challenges, accepts, scheme, &forwarded);
+    let _ = writeln!(text, "  without a token: {}", answer(decide(route, None, Some(&normalized)), Scheme::Bearer));
+    let claims = match claim_values(question.claims, &config) {
+        Ok(claims) => claims,
+        Err(message) => return (format!("{text}  {message}\n"), 1),
+    };
     match issuer {
         Some(issuer) if issuer.0 < config.issuers.len() || config.issuers.is_empty() => {
             let scopes = ScopeSet::new(question.scopes.iter().map(String::as_str));
-            let decision = decide(route, Some(Principal { issuer, scopes: &scopes }));
+            let principal = Principal { issuer, scopes: &scopes, claims: &claims };
+            let decision = decide(route, Some(principal), Some(&normalized));
             let issuer_name = config.issuers.get(issuer.0).map_or("-", |i| i.name.as_str());
             let _ = writeln!(
                 text,
-                "  with a valid token from '{issuer_name}' with scopes [{}]: {}",
+                "  with a valid token from '{issuer_name}' with scopes [{}]{}: {}",
                 question.scopes.join(" "),
-                answer(decision)
+                if question.claims.is_empty() {
+                    String::new()
+                } else {
+                    format!(" and claims {}", question.claims.join(" "))
+                },
+                answer(decision, Scheme::Bearer)
             );
         }
-        _ => {
+        _ if accepts.bearer && config.api_keys.is_none() => {
             let _ = writeln!(text, "  (no issuers are configured, so no token can be valid)");
         }
+        _ => {}
+    }
+    if let Some(keys) = &config.api_keys {
+        let scopes = ScopeSet::new(question.scopes.iter().map(String::as_str));
+        let principal = Principal { issuer: API_KEY_ISSUER, scopes: &scopes, claims: &claims };
+        let line = if accepts.api_key {
+            answer(decide(route, Some(principal), Some(&normalized)), Scheme::ApiKey)
+        } else {
+            let (challenge, why) = challenges.required(accepts);
+            format!(
+                "not accepted here: the key counts as absent (401 unauthorized: {why}; WWW-Authenticate: {challenge})"
+            )
+        };
+        let _ = writeln!(
+            text,
+            "  with a valid API key with scopes [{}] ({} keys configured): {line}",
+            question.scopes.join(" "),
+            keys.keys.len()
+        );
     }
     (text, 0)
 }
@@ -154,12 +195,17 @@ fn default_issuer(access: Option<&Access>) -> Option<IssuerId> {
     }
 }
 
-fn requirement(access: &Access, config: &config::Config) -> String {
+fn requirement(access: &Access, config: &config::Config, accepts: CredentialKinds) -> String {
     let req = match access {
         Access::Public => return "nothing (public; identity headers are still stripped)".to_owned(),
         Access::Protected(req) => req,
     };
-    let mut parts = vec!["a valid token".to_owned()];
+    let what = match (accepts.bearer, accepts.api_key && config.api_keys.is_some()) {
+        (true, true) => "a valid token or API key",
+        (false, true) => "a valid API key",
+        _ => "a valid token",
+    };
+    let mut parts = vec![what.to_owned()];
     if let Some(issuers) = &req.issuers {
         let names: Vec<&str> =
             issuers.iter().filter_map(|i| config.issuers.get(i.0)).map(|i| i.name.as_str()).collect();
@@ -171,13 +217,45 @@ fn requirement(access: &Access, config: &config::Config) -> String {
     if !req.any_scopes.is_empty() {
         parts.push(format!("with one of [{}]", req.any_scopes.join(" ")));
     }
+    if !req.claims.is_empty() {
+        let conditions: Vec<String> = req.claims.iter().map(ToString::to_string).collect();
+        parts.push(format!("whose claims satisfy: {}", conditions.join("; ")));
+    }
     parts.join(" ")
 }
 
+/// The `--claim name=value` arguments as the values conditions read.
+fn claim_values(arguments: &[String], config: &config::Config) -> Result<ClaimValues, String> {
+    let mut values = vec![None; config.condition_claims.len()];
+    for argument in arguments {
+        let Some((name, value)) = argument.split_once('=') else {
+            return Err(format!("--claim '{argument}': write NAME=VALUE"));
+        };
+        let Some(index) = config.condition_claims.iter().position(|c| c.to_string() == name) else {
+            return Err(format!("--claim '{name}': no route condition reads this claim"));
+        };
+        let json = serde_json::from_str(value).unwrap_or_else(|_| serde_json::Value::String(value.to_owned()));
+        values[index] = Some(condition_value(&json));
+    }
+    Ok(ClaimValues(values))
+}
+
 /// The answer to a decision, from the same mapping the proxy answers with.
-fn answer(decision: Decision<'_>, challenges: &Challenges, forwarded: &str) -> String {
-    match Denied::by_policy(decision, challenges) {
-        Some(denied) => denied.describe(),
-        None => format!("200-class: {forwarded}"),
+fn answer(
+    decision: Decision<'_>,
+    challenges: &Challenges,
+    accepts: CredentialKinds,
+    scheme: Scheme,
+    forwarded: &str,
+) -> String {
+    if decision == Decision::Unauthenticated {
+        return Denied::credential_required(challenges, accepts).describe();
+    }
+    match (Denied::by_policy(decision, challenges, scheme), decision) {
+        (Some(denied), Decision::ClaimNotMet { condition }) => {
+            format!("{} (decided by the condition: {condition})", denied.describe())
+        }
+        (Some(denied), _) => denied.describe(),
+        (None, _) => format!("200-class: {forwarded}"),
     }
 }

@@ -50,9 +50,12 @@ label_enum! {
         Allow => "allow",
         Unauthenticated => "unauthenticated",
         InvalidToken => "invalid_token",
+        /// An API key that is malformed, unknown or expired.
+        InvalidApiKey => "invalid_api_key",
         IssuerUnavailable => "issuer_unavailable",
         IssuerNotAccepted => "issuer_not_accepted",
         InsufficientScope => "insufficient_scope",
+        ClaimNotMet => "claim_not_met",
         NoRoute => "no_route",
         RateLimited => "rate_limited",
         BadRequest => "bad_request",
@@ -70,6 +73,8 @@ label_enum! {
         Verified => "verify",
         /// An opaque token was introspected (RFC 7662).
         Introspected => "introspect",
+        /// An API key was looked up (never cached: the lookup is as cheap).
+        ApiKey => "api_key",
         /// Refused before or during verification.
         Rejected => "rejected",
     }
@@ -87,8 +92,8 @@ mod tests {
         for (position, path) in AuthPath::ALL.iter().enumerate() {
             assert_eq!(path.index(), position);
         }
-        assert_eq!(Outcome::COUNT, 12);
-        assert_eq!(AuthPath::COUNT, 4);
+        assert_eq!(Outcome::COUNT, 14);
+        assert_eq!(AuthPath::COUNT, 5);
     }
 
     #[test]

@@ -16,6 +16,7 @@ mod commands;
 mod demo;
 mod gateway;
 mod idp;
+mod keys;
 mod labels;
 mod logging;
 mod metrics;
@@ -27,6 +28,7 @@ mod server;
 // What the binary runs.
 pub use commands::{check, explain, Question};
 pub use demo::run as run_demo;
+pub use keys::{new_key, KeyRequest};
 pub use logging::init as init_logging;
 pub use server::{serve, Launch};
 

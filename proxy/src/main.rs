@@ -46,12 +46,43 @@ enum Command {
         /// Name of the issuer the token would come from.
         #[arg(long)]
         issuer: Option<String>,
+        /// A claim the token would carry, NAME=VALUE (VALUE as JSON when it
+        /// parses: true, 42, ["ops","sre"]; else a string). Repeatable.
+        #[arg(long = "claim")]
+        claims: Vec<String>,
+    },
+    /// API keys: `keys new` prints a new key and its key file entry.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
     },
     /// Try portcullis: a demo issuer, echo upstream and policy, all on loopback. Not for production.
     Demo {
         /// Proxy port (the issuer, upstream and admin ports follow it).
         #[arg(long, default_value_t = 8080)]
         port: u16,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Print a new API key (once, on the first line), then the entry to paste under `keys:` in a key file.
+    New {
+        /// Who the key stands for (the identity's `sub`).
+        #[arg(long)]
+        subject: String,
+        /// A scope the key carries (repeatable).
+        #[arg(long = "scope", short = 's')]
+        scopes: Vec<String>,
+        /// The entry's id (letters, digits, '-'); random when omitted.
+        #[arg(long)]
+        id: Option<String>,
+        /// When the key stops working: 2027-01-31 or 2027-01-31T00:00:00Z (UTC).
+        #[arg(long)]
+        expires: Option<String>,
+        /// A note kept in the entry (who asked, what for).
+        #[arg(long)]
+        note: Option<String>,
     },
 }
 
@@ -74,7 +105,7 @@ fn main() -> ExitCode {
             }
             Err(code) => return usage(code),
         },
-        Command::Explain { method, path, scopes, host, issuer } => match need_config() {
+        Command::Explain { method, path, scopes, host, issuer, claims } => match need_config() {
             Ok(config) => {
                 let question = portcullis::Question {
                     method: &method,
@@ -82,6 +113,7 @@ fn main() -> ExitCode {
                     host: host.as_deref(),
                     scopes: &scopes,
                     issuer: issuer.as_deref(),
+                    claims: &claims,
                 };
                 let (text, code) = portcullis::explain(&config, &question);
                 print!("{text}");
@@ -90,6 +122,25 @@ fn main() -> ExitCode {
             Err(code) => return usage(code),
         },
         Command::Demo { port } => portcullis::run_demo(port),
+        Command::Keys { command: KeysCommand::New { subject, scopes, id, expires, note } } => {
+            let request = portcullis::KeyRequest {
+                subject: &subject,
+                scopes: &scopes,
+                id: id.as_deref(),
+                expires: expires.as_deref(),
+                note: note.as_deref(),
+            };
+            return match portcullis::new_key(&request) {
+                Ok(text) => {
+                    print!("{text}");
+                    ExitCode::SUCCESS
+                }
+                Err(message) => {
+                    eprintln!("portcullis: {message}");
+                    ExitCode::from(2)
+                }
+            };
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

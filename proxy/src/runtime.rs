@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use arc_swap::ArcSwap;
-use config::{Config, Upstream};
+use config::{Config, CredentialKinds, Upstream};
 use http::HeaderName;
 use ipnet::IpNet;
 use policy::RouteTable;
@@ -76,11 +76,13 @@ impl Runtime {
         let settings = AuthSettings {
             issuers: carry_issuers(&config, previous, shared),
             identity_headers: config.identity_headers.clone(),
+            condition_claims: config.condition_claims.clone(),
             tokens: &config.tokens,
             cache: carry_token_cache(&config, previous),
             cache_ttl: config.token_cache.ttl,
         };
-        let auth = Authenticator::new(settings, Arc::clone(&shared.idp), Arc::clone(&shared.metrics));
+        let auth = Authenticator::new(settings, Arc::clone(&shared.idp), Arc::clone(&shared.metrics))
+            .with_api_keys(config.api_keys.as_ref());
         let identity_headers = config
             .identity_headers
             .iter()
@@ -93,7 +95,7 @@ impl Runtime {
             route_metrics,
             unmatched_metrics: RouteMetrics::new(NO_ROUTE),
             metrics: Arc::clone(&shared.metrics),
-            challenges: Challenges::new(&config.realm),
+            challenges: Challenges::new(&config.realm, configured_credentials(&config)),
             routes,
             auth,
             upstreams,
@@ -144,6 +146,12 @@ impl Runtime {
         &self.metrics
     }
 
+    /// The credential kinds a route accepts (every kind for an unmatched
+    /// path: its answer must not differ from a protected route's).
+    pub(crate) fn accepted_credentials(&self, route: Option<usize>) -> CredentialKinds {
+        route.and_then(|index| self.config.route_credentials.get(index).copied()).unwrap_or(CredentialKinds::ANY)
+    }
+
     pub(crate) fn challenges(&self) -> &Challenges {
         &self.challenges
     }
@@ -173,6 +181,14 @@ impl Runtime {
                 }
             })
             .collect()
+    }
+}
+
+/// The credential kinds this configuration can authenticate at all.
+pub(crate) fn configured_credentials(config: &Config) -> CredentialKinds {
+    CredentialKinds {
+        bearer: !config.issuers.is_empty() || config.api_keys.is_none(),
+        api_key: config.api_keys.is_some(),
     }
 }
 
@@ -210,12 +226,14 @@ fn carry_issuers(config: &Config, previous: Option<&Runtime>, shared: &Shared) -
         .collect()
 }
 
-/// Cached identities carry identity-header values: the cache is kept only
-/// while those headers and its size are unchanged.
+/// Cached identities carry identity-header values and the claims route
+/// conditions read: the cache is kept only while those and its size are
+/// unchanged.
 fn carry_token_cache(config: &Config, previous: Option<&Runtime>) -> Arc<TokenCache> {
     previous
         .filter(|p| {
             p.config.identity_headers == config.identity_headers
+                && p.config.condition_claims == config.condition_claims
                 && p.config.token_cache.max_entries == config.token_cache.max_entries
         })
         .map(|p| Arc::clone(p.auth.cache()))

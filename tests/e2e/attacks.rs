@@ -105,6 +105,25 @@ mod token_forgery {
         }
         assert_eq!(status(&w, &token), 200);
     }
+
+    #[test]
+    fn an_oversized_token_is_counted_and_logged_as_invalid_token() {
+        let w = World::start_configured(|c| c.main_option("log_format", "json").extra("tokens:\n  max_bytes: 2048\n"));
+        let mut big = w.claims("alice", "tasks:read");
+        big["padding"] = "x".repeat(3000).into();
+        assert_eq!(status(&w, &w.rsa.sign(&big)), 401);
+        let metrics = w.proxy.metrics();
+        assert!(
+            metrics.contains("portcullis_requests_total{decision=\"invalid_token\",route=\"GET /todos/**\"} 1"),
+            "{metrics}"
+        );
+        assert!(!metrics.contains("decision=\"bad_request\""), "{metrics}");
+        let access_line = || w.proxy.logs().lines().find(|l| l.contains("portcullis::access")).map(str::to_owned);
+        assert!(harness::wait_until(std::time::Duration::from_secs(5), || access_line().is_some()));
+        let line = access_line().unwrap_or_default();
+        assert!(line.contains("\"decision\":\"invalid_token\""), "{line}");
+        assert_eq!(w.upstream.count(), 0);
+    }
 }
 
 /// Claims: `exp`, `nbf`, `iss`, `aud`, their types, and `typ`.
@@ -353,6 +372,35 @@ mod path_confusion {
     }
 
     #[test]
+    fn unicode_compatibility_forms_of_dots_and_separators_are_refused() {
+        let w = World::start();
+        let reader = w.token("alice", "tasks:read");
+        // What an upstream applying NFKC reads: `..`, `/`, `\`, `%`, `;`, `?`, `#`, NEL.
+        for target in [
+            "/public/%EF%BC%8E%EF%BC%8E/admin/x",     // U+FF0E FULLWIDTH FULL STOP
+            "/public/\u{FF0E}\u{FF0E}/admin/x",       // the same, raw UTF-8
+            "/public/%E2%80%A4%E2%80%A4/admin/x",     // U+2024 ONE DOT LEADER
+            "/public/%E2%80%A5/admin/x",              // U+2025 TWO DOT LEADER: `..`
+            "/public/%EF%B9%92%EF%B9%92/admin/x",     // U+FE52 SMALL FULL STOP
+            "/public/..%EF%BC%8Fadmin/x",             // U+FF0F FULLWIDTH SOLIDUS
+            "/public/..%EF%BC%BCadmin/x",             // U+FF3C FULLWIDTH REVERSE SOLIDUS
+            "/public/..%EF%B9%A8admin/x",             // U+FE68 SMALL REVERSE SOLIDUS
+            "/public/%EF%BC%852e%EF%BC%852e/admin/x", // U+FF05 FULLWIDTH PERCENT SIGN
+            "/public/x%EF%BC%9Bjsessionid=1",         // U+FF1B FULLWIDTH SEMICOLON
+            "/public/x%EF%B9%94y",                    // U+FE54 SMALL SEMICOLON
+            "/public/x%EF%BC%9F/../admin",            // U+FF1F FULLWIDTH QUESTION MARK
+            "/public/x%EF%BC%83y",                    // U+FF03 FULLWIDTH NUMBER SIGN
+            "/public/x%C2%85y",                       // U+0085 NEXT LINE
+        ] {
+            assert_eq!(raw_status(&w, target, &reader), 400, "{target}");
+        }
+        assert_eq!(w.upstream.count(), 0, "nothing a normalising upstream reads differently was forwarded");
+        // Other non-ASCII text is data, forwarded in canonical form.
+        assert_eq!(raw_status(&w, "/public/caf%c3%a9", &reader), 200);
+        assert_eq!(w.upstream.last().target, "/public/caf%C3%A9");
+    }
+
+    #[test]
     fn a_trailing_slash_or_case_change_cannot_reach_a_protected_route_another_way() {
         let w = World::start();
         // /admin/** needs admin; "/admin/" and "/admin" are the same route.
@@ -553,5 +601,212 @@ mod smuggling {
             assert!(w.upstream.received().iter().all(|r| !r.target.contains("smuggled")), "{order}");
             assert!(w.upstream.count() <= before + 1);
         }
+    }
+}
+
+/// Headers that make an upstream framework run another method or route, or
+/// believe another client, host or scheme, than the ones portcullis saw and
+/// decided on.
+mod request_rewriting {
+    use harness::client::get;
+    use harness::fixtures::World;
+
+    const OVERRIDES: [(&str, &str); 9] = [
+        ("X-HTTP-Method-Override", "DELETE"),
+        ("X-HTTP-Method", "DELETE"),
+        ("x_method_override", "DELETE"),
+        ("X-Original-Method", "DELETE"),
+        ("X-Original-URL", "/admin/users"),
+        ("X-Rewrite-URL", "/admin/users"),
+        ("x-original-uri", "/admin/users"),
+        ("X-Envoy-Original-Path", "/admin/users"),
+        ("X_ORIGINAL_URL", "/admin/users"),
+    ];
+
+    /// Headers a client could claim another address, host or scheme with.
+    const SPOOFS: [(&str, &str); 11] = [
+        ("X-Forwarded-For", "203.0.113.66"),
+        ("X-Real-IP", "203.0.113.66"),
+        ("x_real_ip", "203.0.113.66"),
+        ("Forwarded", "for=203.0.113.66;proto=https;host=evil.example"),
+        ("X-Forwarded-Proto", "https"),
+        ("X-Forwarded-Host", "evil.example"),
+        ("X-Forwarded-Port", "443"),
+        ("X-Forwarded-Prefix", "/evil.example"),
+        ("X-Client-IP", "203.0.113.66"),
+        ("True-Client-IP", "203.0.113.66"),
+        ("CF-Connecting-IP", "203.0.113.66"),
+    ];
+
+    #[test]
+    fn method_and_url_override_headers_never_reach_the_upstream() {
+        let w = World::start();
+        let reader = format!("Bearer {}", w.token("alice", "tasks:read"));
+        for target in ["/todos/1", "/public/x"] {
+            let mut headers = OVERRIDES.to_vec();
+            headers.push(("Authorization", &reader));
+            assert_eq!(get(w.proxy.addr, target, &headers).status, 200, "{target}");
+            let seen = w.upstream.last();
+            assert_eq!((seen.method.as_str(), seen.target.as_str()), ("GET", target));
+            for (name, _) in OVERRIDES {
+                assert!(seen.header(name).is_none(), "{target}: {name} forwarded");
+                assert!(seen.header(&name.replace('_', "-")).is_none(), "{target}: {name} forwarded");
+            }
+        }
+    }
+
+    #[test]
+    fn forwarding_headers_from_an_untrusted_client_are_replaced_by_what_portcullis_saw() {
+        let w = World::start();
+        assert_eq!(get(w.proxy.addr, "/public/x", &SPOOFS).status, 200);
+        let seen = w.upstream.last();
+        let host = format!("127.0.0.1:{}", w.proxy.addr.port());
+        assert_eq!(seen.headers_named("x-forwarded-for"), ["127.0.0.1"]);
+        assert_eq!(seen.headers_named("x-real-ip"), ["127.0.0.1"]);
+        assert_eq!(seen.headers_named("x-forwarded-proto"), ["http"]);
+        assert_eq!(seen.headers_named("x-forwarded-host"), [host]);
+        for name in
+            ["forwarded", "x_real_ip", "x-forwarded-port", "x-forwarded-prefix", "x-client-ip", "true-client-ip"]
+        {
+            assert!(seen.header(name).is_none(), "{name} forwarded");
+        }
+        for (name, value) in &seen.headers {
+            let value = String::from_utf8_lossy(value);
+            assert!(!value.contains("203.0.113.66") && !value.contains("evil"), "{name}: {value}");
+        }
+    }
+
+    #[test]
+    fn a_trusted_proxys_forwarding_headers_are_kept_and_extended() {
+        let w = World::start_configured(|c| {
+            c.main_option("trusted_proxies", "[\"127.0.0.1\"]").upstream_option(
+                "forwarded_headers",
+                "[X-Forwarded-For, x-forwarded-host, x-forwarded-proto, x-real-ip, forwarded]",
+            )
+        });
+        let mut headers = vec![
+            ("X-Forwarded-For", "198.51.100.7"),
+            ("X-Forwarded-Proto", "https"),
+            ("X-Forwarded-Host", "api.example.com"),
+            ("X-Forwarded-Prefix", "/api"),
+            ("Forwarded", "for=198.51.100.7;proto=https"),
+        ];
+        headers.extend(OVERRIDES);
+        assert_eq!(get(w.proxy.addr, "/public/x", &headers).status, 200);
+        let seen = w.upstream.last();
+        let host = format!("127.0.0.1:{}", w.proxy.addr.port());
+        assert_eq!(seen.headers_named("x-forwarded-for"), ["198.51.100.7, 127.0.0.1"]);
+        assert_eq!(seen.headers_named("x-forwarded-proto"), ["https"]);
+        assert_eq!(seen.headers_named("x-forwarded-host"), ["api.example.com"]);
+        assert_eq!(seen.headers_named("x-forwarded-prefix"), ["/api"]);
+        assert_eq!(seen.headers_named("x-real-ip"), ["198.51.100.7"]);
+        assert_eq!(
+            seen.headers_named("forwarded"),
+            [format!("for=198.51.100.7;proto=https, for=127.0.0.1;host=\"{host}\";proto=http")]
+        );
+        // A trusted proxy passes its client's headers on: overrides still go.
+        for (name, _) in OVERRIDES {
+            assert!(seen.header(name).is_none(), "{name} forwarded");
+        }
+    }
+
+    #[test]
+    fn an_upstream_can_be_sent_none_of_them() {
+        let w = World::start_configured(|c| c.upstream_option("forwarded_headers", "[]"));
+        assert_eq!(get(w.proxy.addr, "/public/x", &SPOOFS).status, 200);
+        let seen = w.upstream.last();
+        for (name, _) in SPOOFS {
+            assert!(seen.header(name).is_none(), "{name} forwarded");
+        }
+    }
+}
+
+/// HTTP/1.1 pipelining (RFC 9112 9.3.2): requests sent back to back on one
+/// connection are each decided and answered, in order; none reaches the
+/// upstream undecided.
+mod pipelining {
+    use harness::client::send_pipelined;
+    use harness::fixtures::World;
+
+    fn request(method: &str, target: &str, token: Option<&str>, body: &str) -> String {
+        let authorization = token.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
+        let length = if method == "POST" { format!("Content-Length: {}\r\n", body.len()) } else { String::new() };
+        format!("{method} {target} HTTP/1.1\r\nHost: x\r\n{authorization}{length}\r\n{body}")
+    }
+
+    #[test]
+    fn every_pipelined_request_is_decided_and_answered_in_order() {
+        let w = World::start_configured(|c| {
+            c.rate_limit("once", "{key: client_ip, limit: 1, per: 1m}").route_option("/healthz", "rate_limit", "once")
+        });
+        let (reader, writer) = (w.token("alice", "tasks:read"), w.token("bob", "tasks:write"));
+        let batch = [
+            request("GET", "/todos/1", None, ""),
+            request("GET", "/todos/2", Some(&reader), ""),
+            request("POST", "/todos/3", Some(&reader), ""),
+            request("GET", "/public/%EF%BC%8E%EF%BC%8E/admin/x", None, ""),
+            request("POST", "/todos/4", Some(&writer), "forwarded body"),
+            request("GET", "/healthz", None, ""),
+            request("GET", "/healthz", None, ""),
+            request("GET", "/admin/x", Some(&reader), ""),
+            request("GET", "/public/last", None, ""),
+        ]
+        .concat();
+        let (responses, _) = send_pipelined(w.proxy.addr, batch.as_bytes(), 9).expect("responses");
+        let statuses: Vec<u16> = responses.iter().map(|r| r.status).collect();
+        assert_eq!(statuses, [401, 200, 403, 400, 200, 200, 429, 403, 200]);
+        let forwarded: Vec<(String, String, String)> = w
+            .upstream
+            .received()
+            .into_iter()
+            .map(|r| (r.method, r.target, String::from_utf8_lossy(&r.body).into_owned()))
+            .collect();
+        let expected = [
+            ("GET", "/todos/2", ""),
+            ("POST", "/todos/4", "forwarded body"),
+            ("GET", "/healthz", ""),
+            ("GET", "/public/last", ""),
+        ];
+        let expected: Vec<(String, String, String)> =
+            expected.iter().map(|(m, t, b)| (m.to_string(), t.to_string(), b.to_string())).collect();
+        assert_eq!(forwarded, expected);
+    }
+
+    /// Pingora answers a request whose body it has not read with
+    /// `Connection: close`; reading an unbounded body only to refuse it is
+    /// not worth keeping the connection. What follows is never read.
+    #[test]
+    fn a_refused_request_with_an_unread_body_ends_the_connection() {
+        let w = World::start();
+        let reader = w.token("alice", "tasks:read");
+        let inner = request("GET", "/public/in-body", None, "");
+        let batch =
+            [request("POST", "/todos/3", Some(&reader), &inner), request("GET", "/public/after", None, "")].concat();
+        let (responses, closed) = send_pipelined(w.proxy.addr, batch.as_bytes(), 3).expect("responses");
+        let statuses: Vec<u16> = responses.iter().map(|r| r.status).collect();
+        assert_eq!(statuses, [403]);
+        assert_eq!(responses[0].header("connection").map(str::to_ascii_lowercase).as_deref(), Some("close"));
+        assert!(closed);
+        assert_eq!(w.upstream.count(), 0, "a body is never read as a request");
+    }
+
+    #[test]
+    fn a_request_with_doubtful_framing_ends_the_connection() {
+        let w = World::start();
+        // The last: a body both lengths agree is empty, so only portcullis's
+        // refusal (not an unread body) closes the connection.
+        for (framing, body) in [
+            ("Content-Length: 4\r\nContent-Length: 40", "abcd"),
+            ("Transfer-Encoding: gzip, chunked", "abcd"),
+            ("Content-Length: 0\r\nContent-Length: 0", ""),
+        ] {
+            let after = request("GET", "/public/smuggled", None, "");
+            let batch = format!("POST /public/a HTTP/1.1\r\nHost: x\r\n{framing}\r\n\r\n{body}{after}");
+            let (responses, closed) = send_pipelined(w.proxy.addr, batch.as_bytes(), 2).expect("responses");
+            let statuses: Vec<u16> = responses.iter().map(|r| r.status).collect();
+            assert_eq!(statuses, [400], "{framing}");
+            assert!(closed, "{framing}: the connection stays open after a request whose end is in doubt");
+        }
+        assert_eq!(w.upstream.count(), 0);
     }
 }

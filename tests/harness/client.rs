@@ -37,6 +37,31 @@ pub fn send_raw(addr: SocketAddr, request: &[u8]) -> io::Result<Response> {
     read_response(&mut stream)
 }
 
+/// Send raw bytes in one write (several pipelined requests, say) and read
+/// responses until the server closes the connection, `expected` have come,
+/// or a read times out. `closed` tells whether the server closed it.
+pub fn send_pipelined(addr: SocketAddr, requests: &[u8], expected: usize) -> io::Result<(Vec<Response>, bool)> {
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
+    stream.set_read_timeout(Some(Duration::from_secs(3)))?;
+    stream.set_write_timeout(Some(Duration::from_secs(5)))?;
+    stream.write_all(requests)?;
+    let mut buffer = Vec::new();
+    let mut responses = Vec::new();
+    while responses.len() < expected {
+        match read_buffered(&mut stream, &mut buffer) {
+            Ok(response) => responses.push(response),
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok((responses, true)),
+            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
+                return Ok((responses, false))
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    stream.set_read_timeout(Some(Duration::from_millis(500)))?;
+    let closed = buffer.is_empty() && matches!(stream.read(&mut [0u8; 1]), Ok(0));
+    Ok((responses, closed))
+}
+
 /// A request with `Connection: close`; `headers` are sent as given.
 pub fn request(addr: SocketAddr, method: &str, target: &str, headers: &[(&str, &str)], body: &[u8]) -> Response {
     let mut raw = format!("{method} {target} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nConnection: close\r\n", addr.port());
@@ -63,10 +88,15 @@ pub fn get_with_token(addr: SocketAddr, target: &str, token: &str) -> Response {
 }
 
 fn read_response(stream: &mut TcpStream) -> io::Result<Response> {
-    let mut buffer = Vec::new();
+    read_buffered(stream, &mut Vec::new())
+}
+
+/// One response from `buffer` (bytes already read) and the stream; what
+/// follows it stays in `buffer`. A body without framing runs to the close.
+fn read_buffered(stream: &mut TcpStream, buffer: &mut Vec<u8>) -> io::Result<Response> {
     let mut chunk = [0u8; 8192];
     let head_end = loop {
-        if let Some(end) = find(&buffer, b"\r\n\r\n") {
+        if let Some(end) = find(buffer, b"\r\n\r\n") {
             break end;
         }
         let n = stream.read(&mut chunk)?;
@@ -87,7 +117,8 @@ fn read_response(stream: &mut TcpStream) -> io::Result<Response> {
         .filter_map(|line| line.split_once(':'))
         .map(|(name, value)| (name.trim().to_owned(), value.trim().to_owned()))
         .collect();
-    let mut body = buffer[head_end + 4..].to_vec();
+    let mut body = buffer.split_off(head_end + 4);
+    buffer.clear();
     let header = |name: &str| headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.clone());
     if let Some(length) = header("content-length").and_then(|v| v.parse::<usize>().ok()) {
         while body.len() < length {
@@ -97,10 +128,11 @@ fn read_response(stream: &mut TcpStream) -> io::Result<Response> {
             }
             body.extend_from_slice(&chunk[..n]);
         }
-        body.truncate(length);
+        *buffer = body.split_off(length.min(body.len()));
     } else if header("transfer-encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked")) {
         loop {
-            if let Some(decoded) = decode_chunked(&body) {
+            if let Some((decoded, used)) = decode_chunked(&body) {
+                *buffer = body.split_off(used);
                 body = decoded;
                 break;
             }
@@ -127,8 +159,10 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
     haystack.windows(needle.len()).position(|w| w == needle)
 }
 
-/// The decoded body once the whole chunked stream is there.
-fn decode_chunked(mut data: &[u8]) -> Option<Vec<u8>> {
+/// The decoded body and the bytes it took, once the whole chunked stream
+/// is there.
+fn decode_chunked(all: &[u8]) -> Option<(Vec<u8>, usize)> {
+    let mut data = all;
     let mut out = Vec::new();
     loop {
         let line_end = find(data, b"\r\n")?;
@@ -136,7 +170,10 @@ fn decode_chunked(mut data: &[u8]) -> Option<Vec<u8>> {
         let size = usize::from_str_radix(size_text.split(';').next()?.trim(), 16).ok()?;
         data = &data[line_end + 2..];
         if size == 0 {
-            return Some(out);
+            // The last chunk, no trailers, and the final CRLF.
+            let crlf = if data.starts_with(b"\r\n") { 2 } else { 0 };
+            let used = all.len() - data.len() + crlf;
+            return Some((out, used));
         }
         if data.len() < size + 2 {
             return None;

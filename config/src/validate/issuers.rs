@@ -10,8 +10,8 @@ use serde_saphyr::{Location, Spanned};
 use super::values::{bounded, claim_path, duration, http_url, is_env_name, is_name, positive_duration};
 use super::{count_errors, Validator};
 use crate::diag::{Position, Positioned, Reporter};
-use crate::file::{IntrospectionFile, IssuerFile, Text};
-use crate::model::{Algorithm, ClaimPath, Introspection, Issuer, KeySource, Secret};
+use crate::file::{ClaimScalarFile, ClaimValuesFile, IntrospectionFile, IssuerFile, OrderedMap, Text};
+use crate::model::{Algorithm, ClaimPath, Introspection, Issuer, KeySource, RequiredClaim, RequiredValue, Secret};
 use crate::Mode;
 
 /// Names and `iss` values seen so far: both must be unique.
@@ -67,6 +67,8 @@ impl Validator<'_> {
         let algorithms = algorithms(file.algorithms.as_deref(), file.secret_env.is_some(), location, r);
         let keys = self.keys(&file, &algorithms, location, r);
         let (audiences, any_audience) = audiences(&file, location, r);
+        let audience_claims = audience_claims(&file, any_audience, r);
+        let required_claims = required_claims(file.required_claims.as_ref(), r);
         let leeway = file.leeway.as_ref().and_then(|t| duration(t, r)).unwrap_or(Duration::from_secs(30));
         if leeway > Duration::from_secs(300) {
             if let Some(text) = &file.leeway {
@@ -103,6 +105,8 @@ impl Validator<'_> {
             min_refresh_interval,
             http_timeout,
             introspection,
+            audience_claims,
+            required_claims,
         })
     }
 
@@ -251,6 +255,56 @@ fn audiences(file: &IssuerFile, location: Location, r: &mut Reporter<'_>) -> (Ve
         r.error(empty, "an audience must not be empty");
     }
     (audiences, any_audience)
+}
+
+/// Where the token's audience is read (`aud` unless told). Naming claims
+/// while the check is waived would read as a check that is never made.
+fn audience_claims(file: &IssuerFile, any_audience: bool, r: &mut Reporter<'_>) -> Vec<ClaimPath> {
+    let Some(list) = &file.audience_claims else {
+        return vec![ClaimPath(vec!["aud".into()])];
+    };
+    if any_audience {
+        r.error(list, "audience_claims does nothing with allow_any_audience: true (no audience is checked); keep one");
+    }
+    if list.value.is_empty() {
+        r.error(
+            list,
+            "audience_claims: [] reads the audience from nowhere and no token would pass; the default is [aud]",
+        );
+    }
+    list.value.iter().filter_map(|t| claim_path(t, r)).collect()
+}
+
+/// The claims every token of the issuer must carry, each with one of its
+/// listed values: `token_use: access` for Cognito, `typ: Bearer` for Keycloak.
+fn required_claims(
+    file: Option<&Spanned<OrderedMap<Spanned<ClaimValuesFile>>>>,
+    r: &mut Reporter<'_>,
+) -> Vec<RequiredClaim> {
+    let Some(map) = file else {
+        return Vec::new();
+    };
+    if map.value.0.is_empty() {
+        r.error(map, "required_claims: {} requires nothing; name a claim and the value it must have, or remove it");
+    }
+    let mut out = Vec::new();
+    for (name, values) in &map.value.0 {
+        let claim = claim_path(name, r);
+        if values.value.0.is_empty() {
+            r.error(values, format!("required claim '{}' lists no value: no token could carry it", name.value));
+        }
+        let values = values
+            .value
+            .0
+            .iter()
+            .map(|value| match value {
+                ClaimScalarFile::String(text) => RequiredValue::String(text.clone()),
+                ClaimScalarFile::Bool(flag) => RequiredValue::Bool(*flag),
+            })
+            .collect();
+        out.extend(claim.map(|claim| RequiredClaim { claim, values }));
+    }
+    out
 }
 
 fn algorithms(list: Option<&[Text]>, has_secret: bool, location: Location, r: &mut Reporter<'_>) -> Vec<Algorithm> {

@@ -9,20 +9,23 @@ use std::time::Duration;
 use ipnet::IpNet;
 use serde_saphyr::Spanned;
 
+use super::api_keys::api_keys;
 use super::limits::{rate_limits, token_cache, tokens};
 use super::values::{cidr, claim_path, is_name, is_quotable, is_token_byte, one_of, positive_duration};
 use super::values::{duration, socket_addr, upstream_url};
 use super::{resolve, Names, Validator};
 use crate::diag::{Positioned, Reporter};
 use crate::file::{ConfigFile, OrderedMap, RouteFile, ShutdownFile, Text, UpstreamFile};
-use crate::model::{Config, HeaderValueSource, IdentityHeader, Issuer, LogFormat, LogSettings, Upstream};
+use crate::model::{
+    Config, ForwardedHeader, HeaderValueSource, IdentityHeader, Issuer, LogFormat, LogSettings, Upstream,
+};
 
 const DEFAULT_LISTEN: &str = "0.0.0.0:8080";
 const DEFAULT_REALM: &str = "portcullis";
 
 /// Headers that may not be used as identity headers: the proxy or HTTP
 /// itself owns them.
-const RESERVED_HEADERS: [&str; 12] = [
+pub(super) const RESERVED_HEADERS: [&str; 12] = [
     "authorization",
     "host",
     "content-length",
@@ -46,6 +49,8 @@ pub(crate) struct MainFile {
     pub issuers: Vec<Positioned<Issuer>>,
     pub routes: Vec<Spanned<RouteFile>>,
     pub policy_globs: Vec<Text>,
+    /// The `api_keys.files` globs.
+    pub key_globs: Vec<Text>,
     pub names: Names,
 }
 
@@ -72,7 +77,9 @@ impl Validator<'_> {
         let identity_headers = identity_headers(file.identity_headers, r);
         let declared_limits = declared(file.rate_limits.as_ref());
         let rate_limits = rate_limits(file.rate_limits, r);
+        let (api_keys, key_globs) = api_keys(file.api_keys, &identity_headers, r);
         let names = Names {
+            api_keys: api_keys.is_some(),
             upstreams: resolve(declared_upstreams, &upstreams, |u| &u.name),
             issuers: resolve(declared_issuers, &issuers, |i| &i.value.name),
             rate_limits: resolve(declared_limits, &rate_limits, |l| &l.name),
@@ -93,11 +100,14 @@ impl Validator<'_> {
             shutdown_grace: shutdown_grace(file.shutdown.as_ref(), r),
             routes: Vec::new(),
             route_origins: Vec::new(),
+            condition_claims: Vec::new(),
             sources: vec![r.file.to_path_buf()],
             policy_globs: Vec::new(),
+            api_keys,
+            route_credentials: Vec::new(),
         };
         let (routes, policy_globs) = (file.routes.unwrap_or_default(), file.policy_files.unwrap_or_default());
-        MainFile { config, issuers, routes, policy_globs, names }
+        MainFile { config, issuers, routes, policy_globs, key_globs, names }
     }
 
     fn upstreams(&self, file: Option<OrderedMap<UpstreamFile>>, r: &mut Reporter<'_>) -> Vec<Upstream> {
@@ -115,10 +125,37 @@ impl Validator<'_> {
             let read_timeout =
                 upstream.read_timeout.as_ref().and_then(|t| positive_duration(t, r)).unwrap_or(Duration::from_secs(60));
             let sni = upstream.sni.as_ref().map_or_else(|| host.clone(), |s| s.value.clone());
-            out.push(Upstream { name: name.value, tls, host, port, sni, connect_timeout, read_timeout });
+            let forwarded_headers = forwarded_headers(upstream.forwarded_headers.as_deref(), r);
+            out.push(Upstream {
+                name: name.value,
+                tls,
+                host,
+                port,
+                sni,
+                connect_timeout,
+                read_timeout,
+                forwarded_headers,
+            });
         }
         out
     }
+}
+
+/// An upstream's `forwarded_headers` (names any case), or the default set.
+fn forwarded_headers(names: Option<&[Text]>, r: &mut Reporter<'_>) -> Vec<ForwardedHeader> {
+    let Some(names) = names else { return ForwardedHeader::DEFAULT.to_vec() };
+    let mut out: Vec<ForwardedHeader> = Vec::new();
+    for text in names {
+        match ForwardedHeader::ALL.into_iter().find(|h| h.name().eq_ignore_ascii_case(&text.value)) {
+            Some(header) if out.contains(&header) => r.error(text, format!("'{}' is listed twice", text.value)),
+            Some(header) => out.push(header),
+            None => {
+                let known: Vec<&str> = ForwardedHeader::ALL.iter().map(|h| h.name()).collect();
+                r.error(text, format!("'{}' is not one of: {}", text.value, known.join(", ")));
+            }
+        }
+    }
+    out
 }
 
 /// Every name a mapping declares, valid or not (see `Names`).

@@ -3,9 +3,12 @@
 //! One module a section: `main_file` (top-level settings, upstreams, identity
 //! headers, and the order they are checked in), `issuers`, `routes` (of the
 //! main file and of policy files), `limits` (rate limits, token and cache
-//! bounds) and `values` (the typed scalars they all share). Here: what the
+//! bounds), `api_keys` (the section and the key files) and `values` (the
+//! typed scalars they all share). Here: what the
 //! sections share, and the warnings that need the whole configuration.
 
+mod api_keys;
+mod claims;
 mod issuers;
 mod limits;
 mod main_file;
@@ -20,6 +23,8 @@ use crate::diag::{Diagnostic, Position, Positioned, Reporter, Severity};
 use crate::model::{Config, Issuer};
 use crate::Mode;
 
+pub(crate) use api_keys::add_key_file;
+pub use api_keys::{is_key_id, parse_time};
 pub(crate) use main_file::MainFile;
 pub(crate) use routes::add_routes;
 
@@ -35,6 +40,8 @@ pub(crate) struct Validator<'a> {
 /// declaration that was itself invalid (already reported): routes naming it
 /// fail without a second, misleading "unknown name" error.
 pub(crate) struct Names {
+    /// `api_keys` is configured.
+    api_keys: bool,
     upstreams: HashMap<String, Option<usize>>,
     issuers: HashMap<String, Option<usize>>,
     rate_limits: HashMap<String, Option<usize>>,

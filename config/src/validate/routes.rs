@@ -7,31 +7,36 @@ use std::collections::HashMap;
 use policy::{Access, HostPattern, HostSet, IssuerId, Method, MethodSet, PathPattern, Requirement, RouteSpec};
 use serde_saphyr::{Location, Spanned};
 
+use super::claims::claim_conditions;
 use super::values::is_token_byte;
 use super::{count_errors, known, Names};
 use crate::diag::{Position, Positioned, Reporter};
 use crate::file::{RouteFile, Text};
-use crate::model::{Config, RateKey};
+use crate::model::{ClaimPath, Config, CredentialKind, CredentialKinds, RateKey};
 
 /// Validate routes from one file, resolving names against the main file,
 /// and append them to `config` with their positions.
 pub(crate) fn add_routes(config: &mut Config, names: &Names, routes: Vec<Spanned<RouteFile>>, r: &mut Reporter<'_>) {
+    let mut claims = std::mem::take(&mut config.condition_claims);
     for route in routes {
-        if let Some(Positioned { value, position }) = route_spec(route, config, names, r) {
+        if let Some((Positioned { value, position }, credentials)) = route_spec(route, config, names, &mut claims, r) {
             config.routes.push(value);
             config.route_origins.push(position);
+            config.route_credentials.push(credentials);
         }
     }
+    config.condition_claims = claims;
 }
 
-/// One route with its position, or `None` when it (or something it names)
-/// is invalid.
+/// One route with its position and the credential kinds it accepts, or
+/// `None` when it (or something it names) is invalid.
 fn route_spec(
     entry: Spanned<RouteFile>,
     config: &Config,
     names: &Names,
+    claims: &mut Vec<ClaimPath>,
     r: &mut Reporter<'_>,
-) -> Option<Positioned<RouteSpec>> {
+) -> Option<(Positioned<RouteSpec>, CredentialKinds)> {
     let errors_before = count_errors(r);
     let location = entry.referenced;
     let route = &entry.value;
@@ -41,17 +46,18 @@ fn route_spec(
     let hosts = HostSet(route.hosts.iter().flatten().filter_map(|h| host_pattern(h, check.r)).collect());
     let upstream = check.upstream();
     let public = route.public.as_ref().is_some_and(|p| p.value);
-    let access = if public { check.public_access() } else { check.protected() };
+    let access = if public { check.public_access() } else { check.protected(pattern.as_ref(), claims) };
     if route.any_scopes.as_ref().is_some_and(Vec::is_empty) {
         check.r.error_at(location, "any_scopes: [] can never be satisfied; omit it instead");
     }
     let rate_limits = check.rate_limits(config, public);
+    let credentials = check.credentials(public);
     let name = check.name(&methods);
     if check.failed || count_errors(r) > errors_before {
         return None;
     }
     let value = RouteSpec { name, pattern: pattern?, methods, hosts, access, upstream: upstream?, rate_limits };
-    Some(Positioned { value, position: Position::new(r.file, location) })
+    Some((Positioned { value, position: Position::new(r.file, location) }, credentials))
 }
 
 /// One route being checked: the entry, where it starts, what it may name.
@@ -108,6 +114,8 @@ impl RouteCheck<'_, '_> {
             ("scopes", route.scopes.is_some()),
             ("any_scopes", route.any_scopes.is_some()),
             ("issuers", route.issuers.is_some()),
+            ("claims", route.claims.is_some()),
+            ("credentials", route.credentials.is_some()),
         ] {
             if present {
                 self.r.error_at(self.location, format!("a public route cannot also have {field}"));
@@ -116,21 +124,63 @@ impl RouteCheck<'_, '_> {
         Access::Public
     }
 
-    fn protected(&mut self) -> Access {
+    fn protected(&mut self, pattern: Option<&PathPattern>, claims: &mut Vec<ClaimPath>) -> Access {
         let (route, names) = (self.route, self.names);
         let issuers = route.issuers.as_ref().map(|list| {
             let ids = list.iter().filter_map(|name| self.declared(&names.issuers, "issuer", &name.value, name));
             ids.map(IssuerId).collect()
         });
-        if names.issuers.is_empty() {
-            let message = "this route needs a token but no issuers are configured; add one or make it public";
+        if names.issuers.is_empty() && !names.api_keys {
+            let message =
+                "this route needs a token but no issuers (or api_keys) are configured; add one or make it public";
             self.r.error_at(self.location, message);
         }
         Access::Protected(Requirement {
             all_scopes: scopes(route.scopes.as_deref(), self.r),
             any_scopes: scopes(route.any_scopes.as_deref(), self.r),
             issuers,
+            claims: route.claims.as_ref().map_or_else(Vec::new, |c| claim_conditions(c, pattern, claims, self.r)),
         })
+    }
+
+    /// `credentials:`, or every configured kind. API keys have no issuer: a
+    /// route that names `issuers` takes bearer tokens only.
+    fn credentials(&mut self, public: bool) -> CredentialKinds {
+        let names = self.names;
+        let configured = CredentialKinds { bearer: !names.issuers.is_empty(), api_key: names.api_keys };
+        let names_issuers = self.route.issuers.is_some();
+        let Some(list) = &self.route.credentials else {
+            return CredentialKinds { api_key: configured.api_key && !names_issuers, ..configured };
+        };
+        if public {
+            return configured;
+        }
+        if list.value.is_empty() {
+            self.r.error(list, "credentials: [] accepts nothing; omit it to accept every configured kind");
+        }
+        let mut kinds = CredentialKinds { bearer: false, api_key: false };
+        for name in &list.value {
+            let message = match CredentialKind::ALL.into_iter().find(|kind| kind.name() == name.value) {
+                None => format!("unknown credential kind '{}' (defined: api_key, bearer)", name.value),
+                Some(CredentialKind::Bearer) if !configured.bearer => "bearer: no issuers are configured".to_owned(),
+                Some(CredentialKind::ApiKey) if !configured.api_key => {
+                    "api_key: no api_keys section is configured".to_owned()
+                }
+                Some(CredentialKind::ApiKey) if names_issuers => {
+                    "api_key: API keys have no issuer, and this route accepts only the issuers it names".to_owned()
+                }
+                Some(CredentialKind::Bearer) => {
+                    kinds.bearer = true;
+                    continue;
+                }
+                Some(CredentialKind::ApiKey) => {
+                    kinds.api_key = true;
+                    continue;
+                }
+            };
+            self.r.error(name, message);
+        }
+        kinds
     }
 
     fn rate_limits(&mut self, config: &Config, public: bool) -> Vec<usize> {

@@ -73,6 +73,7 @@ mod tests {
             scopes: ScopeSet::default(),
             headers: Box::new([]),
             valid_until: u64::MAX,
+            claims: policy::ClaimValues::default(),
         })
     }
 

@@ -1,10 +1,10 @@
 //! What a verified credential stands for, computed once per credential and
 //! shared by every request that presents it.
 
-use config::{HeaderValueSource, IdentityHeader};
+use config::{ApiKey, ClaimPath, HeaderValueSource, IdentityHeader};
 use credentials::claims;
 use http::HeaderValue;
-use policy::{IssuerId, ScopeSet};
+use policy::{ClaimValue, ClaimValues, IssuerId, ScopeSet};
 use serde_json::{Map, Value};
 
 use super::issuer::IssuerState;
@@ -24,12 +24,16 @@ pub struct Identity {
     pub headers: Box<[(u16, HeaderValue)]>,
     /// Unix time after which this identity must be re-established.
     pub valid_until: u64,
+    /// The values of the claims route conditions read (and only those).
+    pub claims: ClaimValues,
 }
 
 /// Turns verified claims into an [`Identity`] under one configuration's
 /// identity headers.
 pub(crate) struct IdentityMaker {
     headers: Vec<IdentityHeader>,
+    /// `Config::condition_claims`: the claims kept for route conditions.
+    condition_claims: Vec<ClaimPath>,
 }
 
 /// Where verified claims came from.
@@ -41,13 +45,28 @@ pub(super) struct Verified<'c> {
 }
 
 impl IdentityMaker {
-    pub(crate) fn new(headers: Vec<IdentityHeader>) -> IdentityMaker {
-        IdentityMaker { headers }
+    pub(crate) fn new(headers: Vec<IdentityHeader>, condition_claims: Vec<ClaimPath>) -> IdentityMaker {
+        IdentityMaker { headers, condition_claims }
     }
 
     pub(super) fn make(&self, state: &IssuerState, verified: Verified<'_>) -> Identity {
+        let scopes = claims::scopes(verified.claims, &state.config().scope_claims);
+        self.build(verified, scopes, state.uid)
+    }
+
+    /// The identity of an API key, from the claims a key stands for (see
+    /// [`api_key_claims`]): built when the configuration is applied, through
+    /// the same identity headers and claim conditions as a token's.
+    pub(super) fn make_for_key(&self, key: &ApiKey) -> Identity {
+        let claims = api_key_claims(key);
+        let scopes = ScopeSet::new(key.scopes.iter().map(String::as_str));
+        let valid_until = key.expires.unwrap_or(u64::MAX);
+        let verified = Verified { issuer: API_KEY_ISSUER, key_id: None, claims: &claims, valid_until };
+        self.build(verified, scopes, 0)
+    }
+
+    fn build(&self, verified: Verified<'_>, scopes: ScopeSet, issuer_uid: u64) -> Identity {
         let claims = verified.claims;
-        let scopes = claims::scopes(claims, &state.config().scope_claims);
         let headers = self
             .headers
             .iter()
@@ -63,14 +82,63 @@ impl IdentityMaker {
             })
             .collect();
         let subject = claims.get("sub").and_then(Value::as_str).map(Into::into);
+        let condition_values =
+            self.condition_claims.iter().map(|path| claims::lookup(claims, path).map(condition_value)).collect();
         Identity {
             issuer: verified.issuer,
-            issuer_uid: state.uid,
+            issuer_uid,
             key_id: verified.key_id,
             subject,
             scopes,
             headers,
             valid_until: verified.valid_until,
+            claims: ClaimValues(condition_values),
         }
+    }
+}
+
+/// The issuer of API key identities: past every configured issuer, so no
+/// route's `issuers` list contains it.
+pub(crate) const API_KEY_ISSUER: IssuerId = IssuerId(usize::MAX);
+
+/// What an API key stands for, as claims: `sub` (the entry's subject),
+/// `scope` (its scopes, space-separated), `iss` (the fixed label `api_key`,
+/// never a URL, so it cannot be mistaken for an IdP) and `api_key_id` (the
+/// entry's id). Identity headers and claim conditions read these; any other
+/// claim is absent.
+pub(crate) fn api_key_claims(key: &ApiKey) -> Map<String, Value> {
+    let mut claims = Map::new();
+    claims.insert("sub".to_owned(), Value::String(key.subject.clone()));
+    claims.insert("scope".to_owned(), Value::String(key.scopes.join(" ")));
+    claims.insert("iss".to_owned(), Value::String("api_key".to_owned()));
+    claims.insert("api_key_id".to_owned(), Value::String(key.id.clone()));
+    claims
+}
+
+/// A claim as route conditions see it. Arrays keep their string members
+/// only: conditions test membership of strings.
+pub(crate) fn condition_value(value: &Value) -> ClaimValue {
+    match value {
+        Value::String(text) => ClaimValue::String(text.as_str().into()),
+        Value::Bool(b) => ClaimValue::Bool(*b),
+        Value::Number(n) => n.as_f64().map_or(ClaimValue::Other, ClaimValue::Number),
+        Value::Array(items) => ClaimValue::List(items.iter().filter_map(Value::as_str).map(Into::into).collect()),
+        Value::Null | Value::Object(_) => ClaimValue::Other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn claims_become_condition_values() {
+        let value = |json: &str| condition_value(&serde_json::from_str(json).unwrap());
+        assert_eq!(value("\"acme\""), ClaimValue::String("acme".into()));
+        assert_eq!(value("true"), ClaimValue::Bool(true));
+        assert_eq!(value("42"), ClaimValue::Number(42.0));
+        assert_eq!(value("[\"ops\", 1, \"sre\"]"), ClaimValue::List(vec!["ops".into(), "sre".into()].into()));
+        assert_eq!(value("{\"a\": 1}"), ClaimValue::Other);
+        assert_eq!(value("null"), ClaimValue::Other);
     }
 }

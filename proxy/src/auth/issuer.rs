@@ -72,7 +72,9 @@ fn validation_for(issuer: &Issuer, alg: Algorithm) -> Validation {
     validation.validate_nbf = true;
     validation.set_issuer(&[&issuer.issuer]);
     let mut required = vec!["exp", "iss"];
-    if issuer.any_audience {
+    // Audiences read from other claims are checked after decoding
+    // (`bearer_jwt::check_claims`), never skipped.
+    if issuer.any_audience || !issuer.audience_is_aud() {
         validation.validate_aud = false;
     } else {
         validation.set_audience(&issuer.audiences);

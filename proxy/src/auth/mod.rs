@@ -16,18 +16,20 @@ pub(crate) mod source;
 use std::sync::Arc;
 use std::time::Duration;
 
-use config::{IdentityHeader, TokenSettings};
+use config::{ApiKeys, ClaimPath, CredentialKinds, IdentityHeader, TokenSettings};
 use pingora::http::RequestHeader;
 
 use crate::idp::{unix_now, IdpClient};
 use crate::labels::AuthPath;
 use crate::metrics::Metrics;
 pub use cache::{digest, TokenCache};
-pub(crate) use challenge::Challenges;
+pub(crate) use challenge::{Challenges, Scheme};
+pub(crate) use identity::condition_value;
 pub use identity::Identity;
 use identity::IdentityMaker;
+pub(crate) use identity::API_KEY_ISSUER;
 pub use issuer::IssuerState;
-use source::{PresentationError, Presented, Sources, Verifier};
+use source::{CredentialKind, PresentationError, Presented, Sources, Verifier};
 
 /// Why a credential was not accepted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,6 +37,8 @@ pub(crate) enum AuthError {
     /// 401 `invalid_token`, with a fixed description that never echoes the
     /// token.
     InvalidToken(&'static str),
+    /// 401 `invalid_key`: an API key that is malformed, unknown or expired.
+    InvalidApiKey(&'static str),
     /// 503: the issuer has had no usable keys since start, or cannot be
     /// asked right now.
     IssuerUnavailable { retry_after: u64 },
@@ -44,6 +48,8 @@ pub(crate) enum AuthError {
 pub struct AuthSettings<'c> {
     pub issuers: Vec<Arc<IssuerState>>,
     pub identity_headers: Vec<IdentityHeader>,
+    /// The claims route conditions read (`Config::condition_claims`).
+    pub condition_claims: Vec<ClaimPath>,
     pub tokens: &'c TokenSettings,
     pub cache: Arc<TokenCache>,
     pub cache_ttl: Duration,
@@ -61,12 +67,28 @@ impl Authenticator {
         let sources = Sources::new(settings.tokens, &settings.issuers);
         let verifier = Verifier {
             issuers: settings.issuers,
-            identities: IdentityMaker::new(settings.identity_headers),
+            identities: IdentityMaker::new(settings.identity_headers, settings.condition_claims),
             client,
             metrics,
             cache_ttl: settings.cache_ttl,
         };
         Authenticator { sources, verifier, cache: settings.cache }
+    }
+
+    /// With the configured API keys (none when `None`).
+    pub(crate) fn with_api_keys(mut self, keys: Option<&ApiKeys>) -> Authenticator {
+        self.sources.set_api_keys(keys);
+        self
+    }
+
+    /// Whether API keys are configured.
+    pub(crate) fn has_api_keys(&self) -> bool {
+        self.sources.api_key().is_some()
+    }
+
+    /// The operator's API key header, when keys come in one.
+    pub(crate) fn api_key_header(&self) -> Option<&http::HeaderName> {
+        self.sources.api_key().and_then(|source| source.header())
     }
 
     pub(crate) fn issuers(&self) -> &[Arc<IssuerState>] {
@@ -81,14 +103,31 @@ impl Authenticator {
         &self.verifier.metrics
     }
 
-    /// The request's credential, from the first source that finds one.
-    pub(crate) fn find<'r>(&self, request: &'r RequestHeader) -> Result<Option<Presented<'r>>, PresentationError> {
-        self.sources.find(request)
+    /// The request's credential, from the first source of a kind the route
+    /// `accepts` that finds one.
+    pub(crate) fn find<'r>(
+        &self,
+        request: &'r RequestHeader,
+        accepts: CredentialKinds,
+    ) -> Result<Option<Presented<'r>>, PresentationError> {
+        self.sources.find(request, accepts)
     }
 
     /// Authenticate a credential found by [`Self::find`].
+    ///
+    /// API keys bypass the cache: their lookup (this digest, a map lookup,
+    /// a comparison) costs what a cache hit costs, and the key set belongs
+    /// to this configuration, so a key removed or expired is refused at
+    /// once, with no cached identity outliving it.
     pub(crate) async fn authenticate(&self, presented: Presented<'_>) -> (Result<Arc<Identity>, AuthError>, AuthPath) {
         let digest = cache::digest(presented.secret);
+        if presented.kind == CredentialKind::ApiKey {
+            let (result, path) = self.sources.authenticate(&self.verifier, presented, &digest).await;
+            return match result {
+                Ok(identity) => (Ok(Arc::new(identity)), path),
+                Err(e) => (Err(e), AuthPath::Rejected),
+            };
+        }
         if let Some(identity) = self.cache.get(&digest) {
             if self.still_valid(&identity) {
                 self.verifier.metrics.token_cache_hits.inc();
@@ -110,7 +149,7 @@ impl Authenticator {
     /// Find and authenticate the request's credential in one step, with
     /// errors as text (benchmarks). `None`: the request carries none.
     pub async fn authenticate_request(&self, request: &RequestHeader) -> Option<Result<Arc<Identity>, String>> {
-        let presented = match self.find(request) {
+        let presented = match self.find(request, CredentialKinds::ANY) {
             Ok(presented) => presented?,
             Err(error) => return Some(Err(error.to_string())),
         };

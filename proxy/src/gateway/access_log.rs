@@ -8,6 +8,7 @@ use pingora::prelude::Session;
 use pingora::Error;
 
 use super::request::RequestCtx;
+use crate::auth::API_KEY_ISSUER;
 use crate::labels::NO_ROUTE;
 
 /// Count the request and write its access line.
@@ -19,9 +20,12 @@ pub(super) fn record(session: &Session, error: Option<&Error>, ctx: &RequestCtx)
 
     let route = ctx.route.and_then(|route| runtime.routes().routes().get(route)).map_or(NO_ROUTE, |r| &*r.name);
     let identity = ctx.identity.as_deref();
-    let issuer = identity
-        .and_then(|identity| runtime.config().issuers.get(identity.issuer.0))
-        .map_or("", |issuer| issuer.name.as_str());
+    let issuer = match identity {
+        // API keys have no issuer; the log says which kind it was.
+        Some(identity) if identity.issuer == API_KEY_ISSUER => "api_key",
+        Some(identity) => runtime.config().issuers.get(identity.issuer.0).map_or("", |issuer| issuer.name.as_str()),
+        None => "",
+    };
     let request = session.req_header();
     tracing::info!(
         target: "portcullis::access",

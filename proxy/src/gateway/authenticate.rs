@@ -1,15 +1,21 @@
 //! Authentication and the policy decision for a protected (or unmatched)
 //! route: the request's credential, from the first credential source that
-//! finds one (`auth::source`), its identity, then `policy::decide`.
+//! finds one (`auth::source`), its identity, then `policy::decide` (scopes,
+//! then the route's claim conditions). Only the credential kinds the route
+//! accepts are looked for; another kind counts as absent.
 
 use std::sync::Arc;
 use std::time::Instant;
 
+use config::CredentialKinds;
+use http::header::AUTHORIZATION;
 use pingora::http::RequestHeader;
-use policy::{decide, Principal, Route};
+use policy::{decide, NormalizedPath, Principal, Route};
 
 use super::respond::Denied;
-use crate::auth::Identity;
+use crate::auth::source::api_key::SCHEME;
+use crate::auth::source::CredentialKind;
+use crate::auth::{Identity, Scheme};
 use crate::metrics::observe_since;
 use crate::runtime::Runtime;
 
@@ -18,19 +24,22 @@ pub(crate) async fn authorize(
     request: &RequestHeader,
     runtime: &Runtime,
     route: Option<&Route>,
+    path: Option<&NormalizedPath<'_>>,
+    accepts: CredentialKinds,
 ) -> Result<Arc<Identity>, Denied> {
     let challenges = runtime.challenges();
     let auth = runtime.auth();
-    let presented = auth.find(request).map_err(|error| Denied::malformed_credential(error, challenges))?;
+    let presented = auth.find(request, accepts).map_err(|error| Denied::malformed_credential(error, challenges))?;
     let Some(presented) = presented else {
         // Public routes never get here; for an unmatched path the answer is
         // the same 401 as for a protected one, revealing nothing.
-        return Err(Denied::credential_required(challenges));
+        return Err(Denied::credential_required(challenges, accepts));
     };
+    let scheme = if presented.kind == CredentialKind::ApiKey { Scheme::ApiKey } else { Scheme::Bearer };
 
     let started = Instant::now();
-    let (result, path) = auth.authenticate(presented).await;
-    let timer = auth.metrics().auth_timer(path);
+    let (result, auth_path) = auth.authenticate(presented).await;
+    let timer = auth.metrics().auth_timer(auth_path);
     let identity = match result {
         Ok(identity) => identity,
         Err(error) => {
@@ -38,10 +47,29 @@ pub(crate) async fn authorize(
             return Err(Denied::unauthenticated(error, challenges));
         }
     };
-    let decision = decide(route, Some(Principal { issuer: identity.issuer, scopes: &identity.scopes }));
+    let principal = Principal { issuer: identity.issuer, scopes: &identity.scopes, claims: &identity.claims };
+    let decision = decide(route, Some(principal), path);
     observe_since(timer, started);
-    match Denied::by_policy(decision, challenges) {
+    match Denied::by_policy(decision, challenges, scheme) {
         Some(denied) => Err(denied),
         None => Ok(identity),
+    }
+}
+
+/// Remove API keys from a request about to go upstream: the operator's
+/// header and `Authorization: ApiKey`. The upstream learns who called from
+/// the identity headers; a key it never sees cannot leak from it. Bearer
+/// tokens are left as they are (`Authorization` is forwarded unchanged).
+pub(crate) fn strip_api_keys(request: &mut RequestHeader, runtime: &Runtime) {
+    let auth = runtime.auth();
+    if let Some(header) = auth.api_key_header() {
+        request.remove_header(header);
+    }
+    let is_key = |value: &http::HeaderValue| {
+        let value = value.as_bytes().trim_ascii_start();
+        value.len() >= SCHEME.len() && value[..SCHEME.len()].eq_ignore_ascii_case(SCHEME.as_bytes())
+    };
+    if auth.has_api_keys() && request.headers.get_all(AUTHORIZATION).iter().any(is_key) {
+        request.remove_header(&AUTHORIZATION);
     }
 }

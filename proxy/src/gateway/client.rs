@@ -6,6 +6,8 @@ use std::net::IpAddr;
 use ipnet::IpNet;
 use pingora::prelude::Session;
 
+use super::forwarding::Seen;
+
 /// The peer, or, when the peer is a trusted proxy, the right-most
 /// `X-Forwarded-For` address that is not one. A client cannot choose its
 /// address by sending the header: only hops the operator trusts are read.
@@ -13,6 +15,13 @@ pub(crate) fn client_ip(session: &Session, trusted_proxies: &[IpNet]) -> Option<
     let peer = session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip())?;
     let forwarded = session.req_header().headers.get_all("x-forwarded-for");
     Some(from_forwarded_for(peer, forwarded.iter().map(|v| v.as_bytes()), trusted_proxies))
+}
+
+/// What portcullis saw of the connection, for the forwarding headers.
+pub(super) fn seen(session: &Session, trusted_proxies: &[IpNet], client: Option<IpAddr>) -> Option<Seen> {
+    let peer = session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip())?;
+    let trusted = trusted_proxies.iter().any(|net| net.contains(&peer));
+    Some(Seen { peer, client: client.unwrap_or(peer), trusted })
 }
 
 /// [`client_ip`] over the header values, last value first.

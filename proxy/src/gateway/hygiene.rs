@@ -27,16 +27,16 @@ pub(crate) fn check_headers(request: &RequestHeader) -> Result<(), Denied> {
     if let Some(first) = lengths.next() {
         let valid = !first.is_empty() && first.as_bytes().iter().all(u8::is_ascii_digit);
         if !valid || lengths.next().is_some() {
-            return Err(Denied::bad_request(400, "invalid or repeated Content-Length"));
+            return Err(Denied::bad_framing("invalid or repeated Content-Length"));
         }
         if headers.contains_key(TRANSFER_ENCODING) {
-            return Err(Denied::bad_request(400, "both Content-Length and Transfer-Encoding"));
+            return Err(Denied::bad_framing("both Content-Length and Transfer-Encoding"));
         }
     }
     let mut encodings = headers.get_all(TRANSFER_ENCODING).iter();
     if let Some(first) = encodings.next() {
         if !first.as_bytes().eq_ignore_ascii_case(b"chunked") || encodings.next().is_some() {
-            return Err(Denied::bad_request(400, "unsupported Transfer-Encoding"));
+            return Err(Denied::bad_framing("unsupported Transfer-Encoding"));
         }
     }
     if headers.get_all(HOST).iter().count() > 1 {

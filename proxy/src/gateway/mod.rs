@@ -9,6 +9,7 @@ mod admission;
 mod authenticate;
 mod body;
 mod client;
+mod forwarding;
 mod hygiene;
 mod limits;
 mod request;
@@ -51,6 +52,15 @@ impl ProxyHttp for Gateway {
         RequestCtx::counted(&self.in_flight)
     }
 
+    /// HTTP/1.1 pipelining (RFC 9112 9.3.2): requests a client sends
+    /// back to back are each read, admitted and answered in order, each in
+    /// its own session through every phase here. Without this Pingora
+    /// answered the first and closed the connection, dropping the rest.
+    async fn early_request_filter(&self, session: &mut Session, _ctx: &mut RequestCtx) -> Result<()> {
+        session.set_pipelining_enabled(true);
+        Ok(())
+    }
+
     /// Admission: forward, or answer here and stop.
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
         let runtime = self.current.load_full();
@@ -84,12 +94,15 @@ impl ProxyHttp for Gateway {
     /// What the upstream receives: identity headers, canonical target.
     async fn upstream_request_filter(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         upstream_request: &mut RequestHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
         match &ctx.runtime {
-            Some(runtime) => upstream::rewrite(upstream_request, runtime, ctx),
+            Some(runtime) => {
+                let seen = client::seen(session, runtime.trusted_proxies(), ctx.client_ip);
+                upstream::rewrite(upstream_request, runtime, ctx, seen)
+            }
             None => Error::e_explain(ErrorType::InternalError, "request reached the upstream phase undecided"),
         }
     }

@@ -13,9 +13,11 @@ use pingora::prelude::Session;
 use pingora::{Error, ErrorSource, ErrorType};
 use policy::Decision;
 
+use crate::auth::source::api_key::ApiKeyError;
 use crate::auth::source::PresentationError;
-use crate::auth::{AuthError, Challenges};
+use crate::auth::{AuthError, Challenges, Scheme};
 use crate::labels::Outcome;
+use config::CredentialKinds;
 
 /// A refused request: what happened (for metrics and the access log) and
 /// the answer, decided together so they cannot disagree.
@@ -37,6 +39,9 @@ pub(crate) struct Rejection {
     pub(crate) retry_after: Option<u64>,
     /// Extra headers (rate-limit policy and state).
     pub(crate) headers: Vec<(&'static str, String)>,
+    /// Close the connection after the answer: the request's framing is in
+    /// doubt, so nothing after it on the connection can be read as a request.
+    pub(crate) close: bool,
 }
 
 impl Rejection {
@@ -48,7 +53,13 @@ impl Rejection {
             www_authenticate: None,
             retry_after: None,
             headers: Vec::new(),
+            close: false,
         }
+    }
+
+    pub(crate) fn closing(mut self) -> Rejection {
+        self.close = true;
+        self
     }
 
     pub(crate) fn challenge(mut self, value: String) -> Rejection {
@@ -95,12 +106,27 @@ impl Denied {
         Denied::new(Outcome::BadRequest, Rejection::new(status, "invalid_request", description))
     }
 
-    /// A credential presented in a way RFC 6750 does not allow.
+    /// A request whose body boundaries two servers could read differently:
+    /// 400, and the connection closes after the answer.
+    pub(crate) fn bad_framing(description: &'static str) -> Denied {
+        Denied::new(Outcome::BadRequest, Rejection::new(400, "invalid_request", description).closing())
+    }
+
+    /// A credential presented in a way RFC 6750 (or the API key scheme)
+    /// does not allow.
     pub(crate) fn malformed_credential(error: PresentationError, challenges: &Challenges) -> Denied {
         match error {
             PresentationError::Bearer(BearerError::TooLarge) => {
                 Denied::invalid_token("the token is too large", challenges)
             }
+            PresentationError::ApiKey(ApiKeyError::Malformed) => {
+                Denied::invalid_api_key("the API key is malformed", challenges)
+            }
+            PresentationError::ApiKey(ApiKeyError::Several) => Denied::new(
+                Outcome::BadRequest,
+                Rejection::new(400, "invalid_request", error.to_string())
+                    .challenge(challenges.api_key_invalid_request()),
+            ),
             other => Denied::new(
                 Outcome::BadRequest,
                 Rejection::new(400, "invalid_request", other.to_string()).challenge(challenges.invalid_request.clone()),
@@ -112,6 +138,7 @@ impl Denied {
     pub(crate) fn unauthenticated(error: AuthError, challenges: &Challenges) -> Denied {
         match error {
             AuthError::InvalidToken(description) => Denied::invalid_token(description, challenges),
+            AuthError::InvalidApiKey(description) => Denied::invalid_api_key(description, challenges),
             AuthError::IssuerUnavailable { retry_after } => Denied::new(
                 Outcome::IssuerUnavailable,
                 Rejection::new(503, "temporarily_unavailable", "the token issuer's keys are not available yet")
@@ -127,11 +154,21 @@ impl Denied {
         )
     }
 
-    /// The policy's answer; `None` when the request may go upstream.
-    pub(crate) fn by_policy(decision: Decision<'_>, challenges: &Challenges) -> Option<Denied> {
+    /// An API key that did not authenticate: 401 with the `ApiKey`
+    /// challenge (the scheme the client used), never echoing the key.
+    fn invalid_api_key(description: &'static str, challenges: &Challenges) -> Denied {
+        Denied::new(
+            Outcome::InvalidApiKey,
+            Rejection::new(401, "invalid_key", description).challenge(challenges.invalid_api_key(description)),
+        )
+    }
+
+    /// The policy's answer to a credential of `scheme`; `None` when the
+    /// request may go upstream.
+    pub(crate) fn by_policy(decision: Decision<'_>, challenges: &Challenges, scheme: Scheme) -> Option<Denied> {
         let (outcome, rejection) = match decision {
             Decision::Allow | Decision::Public => return None,
-            Decision::Unauthenticated => return Some(Denied::credential_required(challenges)),
+            Decision::Unauthenticated => return Some(Denied::credential_required(challenges, CredentialKinds::ANY)),
             Decision::IssuerNotAccepted => {
                 const WHY: &str = "the token's issuer is not accepted for this resource";
                 (
@@ -142,23 +179,30 @@ impl Denied {
             Decision::InsufficientScope { required } => (
                 Outcome::InsufficientScope,
                 Rejection::new(403, "insufficient_scope", "the token lacks the scope this resource requires")
-                    .challenge(challenges.insufficient_scope(required)),
+                    .challenge(challenges.insufficient_scope(scheme, required)),
+            ),
+            // Not insufficient_scope: no scope would help, and RFC 6750's
+            // challenge would send the client for a token with more scope.
+            // The caller is who it is (tenant, group): a plain 403 without
+            // a challenge, as RFC 9110 allows.
+            Decision::ClaimNotMet { .. } => (
+                Outcome::ClaimNotMet,
+                Rejection::new(403, "access_denied", "the token's claims do not permit access to this resource"),
             ),
             Decision::NoRoute => (
                 Outcome::NoRoute,
                 Rejection::new(403, "insufficient_scope", "access to this resource is not granted")
-                    .challenge(challenges.insufficient_scope("")),
+                    .challenge(challenges.insufficient_scope(scheme, "")),
             ),
         };
         Some(Denied::new(outcome, rejection))
     }
 
-    /// No credential where one is needed: 401 with a plain challenge.
-    pub(crate) fn credential_required(challenges: &Challenges) -> Denied {
-        Denied::new(
-            Outcome::Unauthenticated,
-            Rejection::new(401, "unauthorized", "a bearer token is required").challenge(challenges.plain.clone()),
-        )
+    /// No credential (of a kind the route `accepts`) where one is needed:
+    /// 401 with a plain challenge for each scheme that would do.
+    pub(crate) fn credential_required(challenges: &Challenges, accepts: CredentialKinds) -> Denied {
+        let (challenge, description) = challenges.required(accepts);
+        Denied::new(Outcome::Unauthenticated, Rejection::new(401, "unauthorized", description).challenge(challenge))
     }
 
     /// A limit refused the request: 429 with when to retry.
@@ -227,6 +271,9 @@ pub(crate) async fn send(session: &mut Session, rejection: &Rejection) -> pingor
     for (name, value) in &rejection.headers {
         header.insert_header(*name, value.as_str())?;
     }
+    if rejection.close {
+        session.set_keepalive(None);
+    }
     let head_only = session.req_header().method == http::Method::HEAD;
     session.write_response_header(Box::new(header), head_only).await?;
     if !head_only {
@@ -240,25 +287,36 @@ mod tests {
     use super::*;
 
     fn challenges() -> Challenges {
-        Challenges::new("api")
+        Challenges::new("api", CredentialKinds { bearer: true, api_key: false })
     }
 
     #[test]
     fn policy_decisions_map_to_rfc_6750_answers() {
-        assert!(Denied::by_policy(Decision::Allow, &challenges()).is_none());
-        assert!(Denied::by_policy(Decision::Public, &challenges()).is_none());
-        let denied = Denied::by_policy(Decision::Unauthenticated, &challenges()).unwrap();
+        assert!(Denied::by_policy(Decision::Allow, &challenges(), Scheme::Bearer).is_none());
+        assert!(Denied::by_policy(Decision::Public, &challenges(), Scheme::Bearer).is_none());
+        let denied = Denied::by_policy(Decision::Unauthenticated, &challenges(), Scheme::Bearer).unwrap();
         assert_eq!((denied.outcome, denied.rejection.status), (Outcome::Unauthenticated, 401));
         assert_eq!(denied.rejection.www_authenticate.as_deref(), Some("Bearer realm=\"api\""));
-        let denied = Denied::by_policy(Decision::InsufficientScope { required: "a b" }, &challenges()).unwrap();
+        let denied =
+            Denied::by_policy(Decision::InsufficientScope { required: "a b" }, &challenges(), Scheme::Bearer).unwrap();
         assert_eq!((denied.outcome, denied.rejection.status), (Outcome::InsufficientScope, 403));
         assert_eq!(
             denied.rejection.www_authenticate.as_deref(),
             Some("Bearer realm=\"api\", error=\"insufficient_scope\", scope=\"a b\"")
         );
-        let denied = Denied::by_policy(Decision::NoRoute, &challenges()).unwrap();
+        let denied = Denied::by_policy(Decision::NoRoute, &challenges(), Scheme::Bearer).unwrap();
         assert_eq!((denied.outcome, denied.rejection.status), (Outcome::NoRoute, 403));
-        let denied = Denied::by_policy(Decision::IssuerNotAccepted, &challenges()).unwrap();
+        let condition = policy::ClaimCondition {
+            claim: policy::ClaimId(0),
+            name: "tenant".into(),
+            condition: policy::Condition::Exists(true),
+        };
+        let denied =
+            Denied::by_policy(Decision::ClaimNotMet { condition: &condition }, &challenges(), Scheme::Bearer).unwrap();
+        assert_eq!((denied.outcome, denied.rejection.status), (Outcome::ClaimNotMet, 403));
+        assert_eq!(denied.rejection.error, "access_denied");
+        assert!(denied.rejection.www_authenticate.is_none());
+        let denied = Denied::by_policy(Decision::IssuerNotAccepted, &challenges(), Scheme::Bearer).unwrap();
         assert_eq!((denied.outcome, denied.rejection.status), (Outcome::IssuerNotAccepted, 401));
     }
 
@@ -272,6 +330,41 @@ mod tests {
         assert_eq!((denied.outcome, denied.rejection.status), (Outcome::IssuerUnavailable, 503));
         assert_eq!(denied.rejection.retry_after, Some(7));
         assert!(denied.rejection.www_authenticate.is_none());
+    }
+
+    #[test]
+    fn api_key_errors_answer_with_the_api_key_scheme() {
+        let both = Challenges::new("api", CredentialKinds::ANY);
+        let denied = Denied::unauthenticated(AuthError::InvalidApiKey("the API key has expired"), &both);
+        assert_eq!(
+            (denied.outcome, denied.rejection.status, denied.rejection.error),
+            (Outcome::InvalidApiKey, 401, "invalid_key")
+        );
+        assert_eq!(
+            denied.rejection.www_authenticate.as_deref(),
+            Some("ApiKey realm=\"api\", error=\"invalid_key\", error_description=\"the API key has expired\"")
+        );
+        let denied = Denied::malformed_credential(ApiKeyError::Malformed.into(), &both);
+        assert_eq!((denied.outcome, denied.rejection.status), (Outcome::InvalidApiKey, 401));
+        let denied = Denied::malformed_credential(ApiKeyError::Several.into(), &both);
+        assert_eq!((denied.outcome, denied.rejection.status), (Outcome::BadRequest, 400));
+        let denied = Denied::malformed_credential(PresentationError::SeveralKinds, &both);
+        assert_eq!((denied.outcome, denied.rejection.status), (Outcome::BadRequest, 400));
+        // No credential: a challenge per scheme the route accepts.
+        let denied = Denied::credential_required(&both, CredentialKinds::ANY);
+        assert_eq!(denied.rejection.www_authenticate.as_deref(), Some("Bearer realm=\"api\", ApiKey realm=\"api\""));
+        let keys_only = CredentialKinds { bearer: false, api_key: true };
+        let denied = Denied::credential_required(&both, keys_only);
+        assert_eq!(denied.rejection.www_authenticate.as_deref(), Some("ApiKey realm=\"api\""));
+        assert_eq!(denied.rejection.description, "an API key is required");
+        // Without api_keys configured, nothing changes for bearer clients.
+        let denied = Denied::credential_required(&challenges(), CredentialKinds::ANY);
+        assert_eq!(denied.rejection.www_authenticate.as_deref(), Some("Bearer realm=\"api\""));
+        let scope = Denied::by_policy(Decision::InsufficientScope { required: "a" }, &both, Scheme::ApiKey).unwrap();
+        assert_eq!(
+            scope.rejection.www_authenticate.as_deref(),
+            Some("ApiKey realm=\"api\", error=\"insufficient_scope\", scope=\"a\"")
+        );
     }
 
     #[test]

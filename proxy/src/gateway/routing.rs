@@ -6,7 +6,7 @@ use std::borrow::Cow;
 
 use http::header::HOST;
 use pingora::http::RequestHeader;
-use policy::{normalize, normalize_host, PathError};
+use policy::{normalize, normalize_host, NormalizedPath, PathError};
 
 use super::respond::Denied;
 use crate::auth::source::query_token;
@@ -18,6 +18,9 @@ pub(crate) struct Routed {
     pub(crate) route: Option<usize>,
     /// The target to send upstream when it differs from the client's.
     pub(crate) forwarded_target: Option<String>,
+    /// The normalised path, kept only when the route's claim conditions
+    /// compare a captured segment (the common route costs no copy).
+    pub(crate) path: Option<NormalizedPath<'static>>,
 }
 
 /// Normalise the request's path and host and find its route.
@@ -41,7 +44,9 @@ pub(crate) fn route_request(request: &RequestHeader, runtime: &Runtime) -> Resul
     let origin_form = request.raw_path().first() == Some(&b'/');
     let forwarded_target = (path.is_rewritten() || !origin_form || query_token(request, token_parameter).is_some())
         .then(|| forwarded_target(path.as_str(), request.uri.query(), token_parameter));
-    Ok(Routed { route, forwarded_target })
+    let reads_path = route.and_then(|index| runtime.routes().routes().get(index)).is_some_and(|r| r.reads_path);
+    let path = reads_path.then(|| path.into_owned());
+    Ok(Routed { route, forwarded_target, path })
 }
 
 /// The host the request is for: the Host header (Pingora has already

@@ -4,7 +4,8 @@
 //! calling, so every client-sent copy is removed on every request, public
 //! or not: any case, with `_` for `-` (many frameworks map both to the same
 //! variable), and any `Connection` entry naming one (which would make a
-//! hop-by-hop-aware hop drop the value the proxy set).
+//! hop-by-hop-aware hop drop the value the proxy set). Rewrite and
+//! forwarding headers go the same way (see [`forwarding`]).
 
 use std::time::Duration;
 
@@ -14,6 +15,7 @@ use pingora::http::RequestHeader;
 use pingora::upstreams::peer::HttpPeer;
 use pingora::Result;
 
+use super::forwarding::{self, same_header, Seen};
 use super::request::RequestCtx;
 use crate::runtime::{Runtime, UpstreamTarget};
 
@@ -32,8 +34,15 @@ pub(super) fn peer(target: &UpstreamTarget) -> Box<HttpPeer> {
 }
 
 /// Shape the request the upstream receives.
-pub(super) fn rewrite(request: &mut RequestHeader, runtime: &Runtime, ctx: &RequestCtx) -> Result<()> {
-    strip_identity_headers(request, runtime.identity_headers())?;
+pub(super) fn rewrite(
+    request: &mut RequestHeader,
+    runtime: &Runtime,
+    ctx: &RequestCtx,
+    seen: Option<Seen>,
+) -> Result<()> {
+    let identities = runtime.identity_headers();
+    let trusted = seen.is_some_and(|seen| seen.trusted);
+    strip_headers(request, |name| is_identity(name, identities) || forwarding::is_removed(name, trusted))?;
     if let Some(identity) = &ctx.identity {
         for (index, value) in identity.headers.iter() {
             if let Some(name) = runtime.identity_headers().get(usize::from(*index)) {
@@ -48,39 +57,28 @@ pub(super) fn rewrite(request: &mut RequestHeader, runtime: &Runtime, ctx: &Requ
         request.set_uri(uri);
     }
 
-    if let Some(ip) = ctx.client_ip {
-        append_forwarded_for(request, ip)?;
+    let upstream = ctx.route.and_then(|route| runtime.upstream_of(route));
+    if let Some((seen, upstream)) = seen.zip(upstream) {
+        forwarding::set(request, &upstream.config.forwarded_headers, seen)?;
     }
     Ok(())
 }
 
-/// Does a request header name denote this identity header once `_` is read as `-`?
-fn names_identity_header(name: &str, identity: &HeaderName) -> bool {
-    let identity = identity.as_str().as_bytes();
-    name.len() == identity.len()
-        && name.bytes().zip(identity).all(|(a, &b)| {
-            let a = if a == b'_' { b'-' } else { a.to_ascii_lowercase() };
-            a == b
-        })
-}
-
 fn is_identity(name: &str, identities: &[HeaderName]) -> bool {
-    identities.iter().any(|identity| names_identity_header(name, identity))
+    identities.iter().any(|identity| same_header(name, identity.as_str()))
 }
 
-fn strip_identity_headers(request: &mut RequestHeader, identities: &[HeaderName]) -> Result<()> {
-    if identities.is_empty() {
-        return Ok(());
-    }
-    let doomed: Vec<HeaderName> =
-        request.headers.keys().filter(|name| is_identity(name.as_str(), identities)).cloned().collect();
-    for name in doomed {
+/// Remove every header `doomed` names, and every `Connection` entry naming
+/// one.
+fn strip_headers(request: &mut RequestHeader, doomed: impl Fn(&str) -> bool) -> Result<()> {
+    let names: Vec<HeaderName> = request.headers.keys().filter(|name| doomed(name.as_str())).cloned().collect();
+    for name in names {
         request.remove_header(&name);
     }
-    // Most requests carry no Connection header naming an identity header
-    // (or unreadable): look first, rebuild only when one must go.
+    // Most requests carry no Connection header naming one (or unreadable):
+    // look first, rebuild only when one must go.
     let names_one = |value: &HeaderValue| match value.to_str() {
-        Ok(text) => text.split(',').any(|token| is_identity(token.trim(), identities)),
+        Ok(text) => text.split(',').any(|token| doomed(token.trim())),
         Err(_) => true,
     };
     if !request.headers.get_all(CONNECTION).iter().any(names_one) {
@@ -88,27 +86,13 @@ fn strip_identity_headers(request: &mut RequestHeader, identities: &[HeaderName]
     }
     let mut kept: Vec<String> = Vec::new();
     for text in request.headers.get_all(CONNECTION).iter().filter_map(|v| v.to_str().ok()) {
-        let tokens = text.split(',').map(str::trim).filter(|t| !t.is_empty() && !is_identity(t, identities));
+        let tokens = text.split(',').map(str::trim).filter(|t| !t.is_empty() && !doomed(t));
         kept.extend(tokens.map(str::to_owned));
     }
     request.remove_header(&CONNECTION);
     if !kept.is_empty() {
         request.insert_header(CONNECTION, kept.join(", "))?;
     }
-    Ok(())
-}
-
-fn append_forwarded_for(request: &mut RequestHeader, ip: std::net::IpAddr) -> Result<()> {
-    use std::fmt::Write;
-    const XFF: &str = "x-forwarded-for";
-    // One string: the hops the client sent (readable ones), then this one.
-    let mut value = String::new();
-    for hop in request.headers.get_all(XFF).iter().filter_map(|v| v.to_str().ok()) {
-        value.push_str(hop);
-        value.push_str(", ");
-    }
-    let _ = write!(value, "{ip}"); // writing to a String cannot fail
-    request.insert_header(XFF, value)?;
     Ok(())
 }
 
@@ -130,13 +114,13 @@ mod tests {
 
     #[test]
     fn matches_any_case_and_underscores() {
-        let id = HeaderName::from_static("x-auth-subject");
-        assert!(names_identity_header("x-auth-subject", &id));
-        assert!(names_identity_header("X-Auth-Subject", &id));
-        assert!(names_identity_header("x_auth_subject", &id));
-        assert!(names_identity_header("X_AUTH-subject", &id));
-        assert!(!names_identity_header("x-auth-subjects", &id));
-        assert!(!names_identity_header("x-auth-scopes", &id));
+        let id = "x-auth-subject";
+        assert!(same_header("x-auth-subject", id));
+        assert!(same_header("X-Auth-Subject", id));
+        assert!(same_header("x_auth_subject", id));
+        assert!(same_header("X_AUTH-subject", id));
+        assert!(!same_header("x-auth-subjects", id));
+        assert!(!same_header("x-auth-scopes", id));
     }
 
     #[test]
@@ -147,7 +131,7 @@ mod tests {
             ("X-AUTH-SCOPES", "everything"),
             ("X-Other", "kept"),
         ]);
-        strip_identity_headers(&mut r, &identities()).unwrap();
+        strip_headers(&mut r, |name| is_identity(name, &identities())).unwrap();
         let names: Vec<&str> = r.headers.keys().map(|n| n.as_str()).collect();
         assert_eq!(names, ["x-other"]);
     }
@@ -155,19 +139,12 @@ mod tests {
     #[test]
     fn removes_identity_headers_from_connection() {
         let mut r = request(&[("Connection", "keep-alive, X-Auth-Subject"), ("Connection", "x_auth_scopes")]);
-        strip_identity_headers(&mut r, &identities()).unwrap();
+        strip_headers(&mut r, |name| is_identity(name, &identities())).unwrap();
         let values: Vec<&str> = r.headers.get_all(CONNECTION).iter().map(|v| v.to_str().unwrap()).collect();
         assert_eq!(values, ["keep-alive"]);
 
         let mut r = request(&[("Connection", "X-Auth-Subject")]);
-        strip_identity_headers(&mut r, &identities()).unwrap();
+        strip_headers(&mut r, |name| is_identity(name, &identities())).unwrap();
         assert!(r.headers.get(CONNECTION).is_none());
-    }
-
-    #[test]
-    fn forwarded_for_is_appended() {
-        let mut r = request(&[("X-Forwarded-For", "203.0.113.9")]);
-        append_forwarded_for(&mut r, "192.0.2.1".parse().unwrap()).unwrap();
-        assert_eq!(r.headers.get("x-forwarded-for").unwrap(), "203.0.113.9, 192.0.2.1");
     }
 }

@@ -29,20 +29,22 @@ fn known_label_values(metric: &str, label: &str) -> Option<&'static [&'static st
             "allow",
             "unauthenticated",
             "invalid_token",
+            "invalid_api_key",
             "issuer_unavailable",
             "issuer_not_accepted",
             "insufficient_scope",
+            "claim_not_met",
             "no_route",
             "rate_limited",
             "bad_request",
             "upstream_error",
         ],
         (_, "class") => &["1xx", "2xx", "3xx", "4xx", "5xx"],
-        (_, "source") => &["cache", "verify", "introspect", "rejected"],
+        (_, "source") => &["cache", "verify", "introspect", "api_key", "rejected"],
         ("portcullis_jwks_fetches_total", "result") => {
             &["ok", "timeout", "http_error", "too_large", "unreachable", "invalid"]
         }
-        ("portcullis_introspection_requests_total", "result") => &["active", "inactive", "error"],
+        ("portcullis_introspection_requests_total", "result") => &["active", "inactive", "error", "over_budget"],
         ("portcullis_config_reloads_total", "result") => &["success", "failure"],
         _ => return None,
     })
@@ -331,8 +333,8 @@ mod tests {
         assert_eq!(
             problems(r#"portcullis_requests_total{decision="allowed"}"#),
             ["test: portcullis_requests_total{decision=\"allowed\"}: \"allowed\" is not a value portcullis uses \
-             ([\"public\", \"allow\", \"unauthenticated\", \"invalid_token\", \"issuer_unavailable\", \
-             \"issuer_not_accepted\", \"insufficient_scope\", \"no_route\", \"rate_limited\", \"bad_request\", \
+             ([\"public\", \"allow\", \"unauthenticated\", \"invalid_token\", \"invalid_api_key\", \"issuer_unavailable\", \
+             \"issuer_not_accepted\", \"insufficient_scope\", \"claim_not_met\", \"no_route\", \"rate_limited\", \"bad_request\", \
              \"upstream_error\"])"]
         );
         // Regular expressions are checked only where an alternative is a literal word.

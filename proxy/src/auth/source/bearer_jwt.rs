@@ -4,7 +4,8 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use config::{Algorithm, KeySource};
+use config::{Algorithm, Issuer, KeySource};
+use credentials::claims::{self, Audience};
 use credentials::keys::{KeyLookup, KeySet};
 use credentials::peek;
 use jsonwebtoken::errors::ErrorKind;
@@ -75,6 +76,7 @@ impl BearerJwt {
         let issuer = state.config();
         let key_id = (!matches!(issuer.keys, KeySource::Secret { .. })).then_some(key.id);
         let claims = verified.claims;
+        check_claims(issuer, &claims)?;
         let exp = claims.get("exp").and_then(Value::as_u64).unwrap_or(0);
         let valid_until = exp.saturating_add(issuer.leeway.as_secs()).min(unix_now() + verifier.cache_ttl.as_secs());
         let verified = Verified { issuer: issuer_id, key_id, claims: &claims, valid_until };
@@ -102,6 +104,24 @@ fn check_header(state: &IssuerState, header: &peek::JoseHeader) -> Result<Algori
         }
     }
     Ok(alg)
+}
+
+/// The claim rules after the signature and the time and issuer checks:
+/// the kind of token (`required_claims`), then the audience when it is read
+/// from claims other than `aud` (jsonwebtoken checks `aud` itself).
+fn check_claims(issuer: &Issuer, claims: &Map<String, Value>) -> Result<(), AuthError> {
+    let invalid = AuthError::InvalidToken;
+    if !claims::has_required(claims, &issuer.required_claims) {
+        return Err(invalid("the token lacks a claim value this issuer requires (not an access token for it?)"));
+    }
+    if issuer.any_audience || issuer.audience_is_aud() {
+        return Ok(());
+    }
+    match claims::audience(claims, &issuer.audience_claims, &issuer.audiences) {
+        Audience::Accepted => Ok(()),
+        Audience::Other => Err(invalid("the token is not for this audience")),
+        Audience::Missing => Err(invalid("the token has no audience")),
+    }
 }
 
 /// The issuer's keys, refreshed once (single-flight, rate-limited) when

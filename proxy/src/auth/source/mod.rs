@@ -9,17 +9,26 @@
 //! 1. [`bearer_jwt`]: `Authorization: Bearer` (or the configured query
 //!    parameter) holding a JWS, verified against the issuer's keys;
 //! 2. [`introspection`]: the same places holding any other (opaque) token,
-//!    asked of the issuers that introspect (RFC 7662).
+//!    asked of the issuers that introspect (RFC 7662);
+//! 3. [`api_key`]: `Authorization: ApiKey` or the operator's header, when
+//!    `api_keys` is configured.
 //!
-//! A new kind of credential (API keys, sessions, client certificates) is a
-//! new module here and one line in [`Sources`]; the others do not change.
+//! Only the kinds the route accepts (`credentials:`) are asked; a kind it
+//! does not accept counts as absent. A request that carries both a bearer
+//! token and an API key (both accepted) is refused as ambiguous (400), as
+//! RFC 6750 refuses a token sent in two places: the order never silently
+//! picks one.
+//!
+//! A new kind of credential (sessions, client certificates) is a new module
+//! here and one line in [`Sources`]; the others do not change.
 
+pub(crate) mod api_key;
 pub(crate) mod bearer_jwt;
 pub(crate) mod introspection;
 
 use std::sync::Arc;
 
-use config::TokenSettings;
+use config::{ApiKeys, CredentialKinds, TokenSettings};
 use credentials::bearer::{self, BearerError};
 use http::header::AUTHORIZATION;
 use pingora::http::RequestHeader;
@@ -54,6 +63,7 @@ pub(crate) struct Presented<'r> {
 pub(crate) enum CredentialKind {
     BearerJwt,
     Introspection,
+    ApiKey,
 }
 
 /// A credential presented in a way its scheme does not allow. Each has a
@@ -62,6 +72,11 @@ pub(crate) enum CredentialKind {
 pub(crate) enum PresentationError {
     #[error(transparent)]
     Bearer(#[from] BearerError),
+    #[error(transparent)]
+    ApiKey(#[from] api_key::ApiKeyError),
+    /// 400 invalid_request: a bearer token and an API key on one request.
+    #[error("the request carries more than one kind of credential")]
+    SeveralKinds,
 }
 
 /// The interface every credential source implements.
@@ -86,6 +101,7 @@ pub(crate) trait CredentialSource {
 pub(crate) struct Sources {
     bearer_jwt: bearer_jwt::BearerJwt,
     introspection: introspection::Introspection,
+    api_key: Option<api_key::ApiKeySource>,
 }
 
 impl Sources {
@@ -94,16 +110,42 @@ impl Sources {
         Sources {
             bearer_jwt: bearer_jwt::BearerJwt::new(bearer.clone(), issuers),
             introspection: introspection::Introspection::new(bearer),
+            api_key: None,
         }
     }
 
-    /// The first credential a source finds, in the documented order.
-    pub(crate) fn find<'r>(&self, request: &'r RequestHeader) -> Result<Option<Presented<'r>>, PresentationError> {
+    /// With the API key source, when keys are configured.
+    pub(crate) fn set_api_keys(&mut self, keys: Option<&ApiKeys>) {
+        self.api_key = keys.map(api_key::ApiKeySource::new);
+    }
+
+    pub(crate) fn api_key(&self) -> Option<&api_key::ApiKeySource> {
+        self.api_key.as_ref()
+    }
+
+    /// The first credential a source the route `accepts` finds, in the
+    /// documented order; a bearer token and an API key together are refused.
+    pub(crate) fn find<'r>(
+        &self,
+        request: &'r RequestHeader,
+        accepts: CredentialKinds,
+    ) -> Result<Option<Presented<'r>>, PresentationError> {
         let found = |kind| move |secret| Presented { kind, secret };
-        if let Some(found) = self.bearer_jwt.find(request)?.map(found(CredentialKind::BearerJwt)) {
-            return Ok(Some(found));
+        let key = match (&self.api_key, accepts.api_key) {
+            (Some(source), true) => source.find(request)?.map(found(CredentialKind::ApiKey)),
+            _ => None,
+        };
+        if !accepts.bearer {
+            return Ok(key);
         }
-        Ok(self.introspection.find(request)?.map(found(CredentialKind::Introspection)))
+        let bearer = match self.bearer_jwt.find(request)?.map(found(CredentialKind::BearerJwt)) {
+            Some(found) => Some(found),
+            None => self.introspection.find(request)?.map(found(CredentialKind::Introspection)),
+        };
+        match (bearer, key) {
+            (Some(_), Some(_)) => Err(PresentationError::SeveralKinds),
+            (bearer, key) => Ok(bearer.or(key)),
+        }
     }
 
     /// Authenticate with the source that found the credential.
@@ -122,6 +164,11 @@ impl Sources {
                 let source = &self.introspection;
                 (source.authenticate(verifier, presented.secret, digest).await, source.path())
             }
+            CredentialKind::ApiKey => match &self.api_key {
+                Some(source) => (source.authenticate(verifier, presented.secret, digest).await, source.path()),
+                // Not reached: only this source finds API keys.
+                None => (Err(AuthError::InvalidApiKey("API keys are not configured")), AuthPath::Rejected),
+            },
         }
     }
 }
