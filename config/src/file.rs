@@ -234,6 +234,8 @@ pub(crate) struct RouteFile {
     /// Credential kinds accepted (`bearer`, `api_key`); default every
     /// configured kind.
     pub credentials: Option<Spanned<Vec<Text>>>,
+    /// Method- or URL-override headers let through to the upstream.
+    pub allow_override: Option<Vec<Text>>,
 }
 
 /// One claim condition as written: a scalar the claim must equal (a string

@@ -47,7 +47,24 @@ pub struct Config {
     pub api_keys: Option<ApiKeys>,
     /// The credential kinds each route accepts (same index as `routes`).
     pub route_credentials: Vec<CredentialKinds>,
+    /// The override headers each route lets through (same index as
+    /// `routes`, names from [`METHOD_OVERRIDE_HEADERS`] and
+    /// [`URL_OVERRIDE_HEADERS`]); the policy then decides on the overridden
+    /// method or path.
+    pub route_overrides: Vec<Vec<&'static str>>,
 }
+
+/// Headers that make common upstream frameworks (Symfony, Laravel, Rails,
+/// Express `method-override`, ASP.NET, Spring) run another method than the
+/// request line's. Removed from every request unless a route allows one.
+pub const METHOD_OVERRIDE_HEADERS: [&str; 4] =
+    ["x-http-method-override", "x-http-method", "x-method-override", "x-original-method"];
+
+/// Headers that make upstream frameworks or servers (Symfony, IIS URL
+/// Rewrite, nginx `auth_request` conventions, Envoy) route by another path
+/// than the request line's. Removed unless a route allows one.
+pub const URL_OVERRIDE_HEADERS: [&str; 4] =
+    ["x-original-url", "x-rewrite-url", "x-original-uri", "x-envoy-original-path"];
 
 /// `api_keys`: where keys are presented and the keys the key files hold.
 #[derive(Debug, Clone, PartialEq, Eq)]

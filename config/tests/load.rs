@@ -308,6 +308,11 @@ fn route_mistakes() {
             "10:13: 'a.com:80' is not a host name or '*.domain' pattern (no ports)",
         ),
         ("  - path: /a\n    nmae: x\n", "10:5: unknown field `nmae`"),
+        (
+            "  - path: /a\n    allow_override: [X-HTTP-Method-Override, _method]\n",
+            "10:46: '_method' is not one of: x-http-method-override, x-http-method, x-method-override, \
+             x-original-method, x-original-url, x-rewrite-url, x-original-uri, x-envoy-original-path",
+        ),
     ];
     for (routes, expected) in cases {
         let errors = errors_of(&format!("{base}{routes}"));

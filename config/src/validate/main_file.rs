@@ -105,6 +105,7 @@ impl Validator<'_> {
             policy_globs: Vec::new(),
             api_keys,
             route_credentials: Vec::new(),
+            route_overrides: Vec::new(),
         };
         let (routes, policy_globs) = (file.routes.unwrap_or_default(), file.policy_files.unwrap_or_default());
         MainFile { config, issuers, routes, policy_globs, key_globs, names }

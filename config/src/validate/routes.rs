@@ -12,20 +12,41 @@ use super::values::is_token_byte;
 use super::{count_errors, known, Names};
 use crate::diag::{Position, Positioned, Reporter};
 use crate::file::{RouteFile, Text};
-use crate::model::{ClaimPath, Config, CredentialKind, CredentialKinds, RateKey};
+use crate::model::{
+    ClaimPath, Config, CredentialKind, CredentialKinds, RateKey, METHOD_OVERRIDE_HEADERS, URL_OVERRIDE_HEADERS,
+};
 
 /// Validate routes from one file, resolving names against the main file,
 /// and append them to `config` with their positions.
 pub(crate) fn add_routes(config: &mut Config, names: &Names, routes: Vec<Spanned<RouteFile>>, r: &mut Reporter<'_>) {
     let mut claims = std::mem::take(&mut config.condition_claims);
     for route in routes {
+        let overrides = allowed_overrides(&route.value, r);
         if let Some((Positioned { value, position }, credentials)) = route_spec(route, config, names, &mut claims, r) {
             config.routes.push(value);
             config.route_origins.push(position);
             config.route_credentials.push(credentials);
+            config.route_overrides.push(overrides);
         }
     }
     config.condition_claims = claims;
+}
+
+/// `allow_override`: the override headers a route lets through.
+fn allowed_overrides(route: &RouteFile, r: &mut Reporter<'_>) -> Vec<&'static str> {
+    let mut allowed: Vec<&'static str> = Vec::new();
+    let known = || METHOD_OVERRIDE_HEADERS.into_iter().chain(URL_OVERRIDE_HEADERS);
+    for name in route.allow_override.iter().flatten() {
+        match known().find(|header| header.eq_ignore_ascii_case(&name.value)) {
+            Some(header) if allowed.contains(&header) => r.error(name, format!("'{}' is listed twice", name.value)),
+            Some(header) => allowed.push(header),
+            None => {
+                let known: Vec<&str> = known().collect();
+                r.error(name, format!("'{}' is not one of: {}", name.value, known.join(", ")));
+            }
+        }
+    }
+    allowed
 }
 
 /// One route with its position and the credential kinds it accepts, or

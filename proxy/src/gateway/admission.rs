@@ -8,7 +8,7 @@ use policy::Access;
 
 use super::request::RequestCtx;
 use super::respond::Denied;
-use super::{authenticate, client, hygiene, limits, routing};
+use super::{authenticate, client, hygiene, limits, overrides, routing};
 use crate::labels::Outcome;
 use crate::runtime::Runtime;
 
@@ -18,7 +18,8 @@ use crate::runtime::Runtime;
 pub(crate) async fn admit(session: &mut Session, runtime: &Runtime, ctx: &mut RequestCtx) -> Result<Outcome, Denied> {
     ctx.client_ip = client::client_ip(session, runtime.trusted_proxies());
     hygiene::check_headers(session.req_header())?;
-    let routed = routing::route_request(session.req_header(), runtime)?;
+    let mut routed = routing::route_request(session.req_header(), runtime)?;
+    ctx.kept_overrides = overrides::apply(session.req_header(), runtime, &mut routed)?;
     ctx.route = routed.route;
     ctx.forwarded_target = routed.forwarded_target;
     let route = routed.route.and_then(|index| runtime.routes().routes().get(index));

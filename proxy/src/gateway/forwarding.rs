@@ -4,7 +4,8 @@
 //! - Rewrite headers make common frameworks run another method or route than
 //!   the one the policy decided on (`X-HTTP-Method-Override: DELETE` on an
 //!   allowed `GET`, `X-Original-URL: /admin` on a public path): removed from
-//!   every request, whoever sent it.
+//!   every request, whoever sent it, unless the route allows one (then
+//!   admission decided on the overridden method or path, see [`super::overrides`]).
 //! - Forwarding headers say who the client is and how it connected. From a
 //!   peer that is not in `trusted_proxies` they are the client's own claim:
 //!   removed. From a trusted proxy they are kept.
@@ -16,24 +17,10 @@
 use std::fmt::Write;
 use std::net::IpAddr;
 
-use config::ForwardedHeader;
+use config::{ForwardedHeader, METHOD_OVERRIDE_HEADERS, URL_OVERRIDE_HEADERS};
 use http::header::HOST;
 use pingora::http::RequestHeader;
 use pingora::Result;
-
-/// Method override and URL override, as frameworks read them (Symfony,
-/// Laravel, Rails, Express `method-override`, ASP.NET, Spring, IIS URL
-/// Rewrite, nginx `auth_request` conventions, Envoy).
-pub(super) const REWRITE_HEADERS: [&str; 8] = [
-    "x-http-method-override",
-    "x-http-method",
-    "x-method-override",
-    "x-original-method",
-    "x-original-url",
-    "x-rewrite-url",
-    "x-original-uri",
-    "x-envoy-original-path",
-];
 
 /// Headers an upstream may read the client's address, host, scheme or
 /// path prefix from: kept only from a trusted proxy.
@@ -88,10 +75,12 @@ pub(super) fn same_header(name: &str, canonical: &str) -> bool {
         })
 }
 
-/// Must a client-sent header of this name go, given who sent it?
-pub(super) fn is_removed(name: &str, trusted: bool) -> bool {
+/// Must a client-sent header of this name go, given who sent it and the
+/// override headers admission let through (exact lower-case names)?
+pub(super) fn is_removed(name: &str, trusted: bool, kept: &[&str]) -> bool {
     let listed = |set: &[&str]| set.iter().any(|canonical| same_header(name, canonical));
-    listed(&REWRITE_HEADERS) || (!trusted && listed(&FORWARDING_HEADERS))
+    let rewrite = listed(&METHOD_OVERRIDE_HEADERS) || listed(&URL_OVERRIDE_HEADERS);
+    (rewrite && !kept.contains(&name)) || (!trusted && listed(&FORWARDING_HEADERS))
 }
 
 /// Set the upstream's forwarding headers from what portcullis saw. Client
@@ -171,13 +160,18 @@ mod tests {
     #[test]
     fn rewrite_headers_go_whoever_sent_them() {
         for name in ["X-HTTP-Method-Override", "x_http_method", "X-Original-URL", "x-rewrite-url"] {
-            assert!(is_removed(name, false), "{name}");
-            assert!(is_removed(name, true), "{name}");
+            assert!(is_removed(name, false, &[]), "{name}");
+            assert!(is_removed(name, true, &[]), "{name}");
         }
-        assert!(is_removed("X-Real-IP", false));
-        assert!(is_removed("true_client_ip", false));
-        assert!(!is_removed("X-Real-IP", true));
-        assert!(!is_removed("x-request-id", false));
+        assert!(is_removed("X-Real-IP", false, &[]));
+        assert!(is_removed("true_client_ip", false, &[]));
+        assert!(!is_removed("X-Real-IP", true, &[]));
+        assert!(!is_removed("x-request-id", false, &[]));
+        // A route lets one through: that exact header, not its variants.
+        let kept = ["x-http-method-override"];
+        assert!(!is_removed("x-http-method-override", false, &kept));
+        assert!(is_removed("x_http_method_override", false, &kept));
+        assert!(is_removed("x-http-method", false, &kept));
     }
 
     #[test]

@@ -12,6 +12,7 @@ mod client;
 mod forwarding;
 mod hygiene;
 mod limits;
+mod overrides;
 mod request;
 pub(crate) mod respond;
 mod routing;

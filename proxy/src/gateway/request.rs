@@ -25,6 +25,8 @@ pub(crate) struct RequestCtx {
     pub(crate) forwarded_target: Option<String>,
     /// Status answered by the proxy itself, for the access log.
     pub(crate) local_status: Option<u16>,
+    /// Override headers the route let through (admission decided on them).
+    pub(crate) kept_overrides: Vec<&'static str>,
     /// Counts this request as in flight until the context is dropped.
     _in_flight: InFlight,
 }
@@ -41,6 +43,7 @@ impl RequestCtx {
             client_ip: None,
             forwarded_target: None,
             local_status: None,
+            kept_overrides: Vec::new(),
             _in_flight: InFlight::new(in_flight),
         }
     }

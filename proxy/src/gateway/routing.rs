@@ -51,7 +51,7 @@ pub(crate) fn route_request(request: &RequestHeader, runtime: &Runtime) -> Resul
 
 /// The host the request is for: the Host header (Pingora has already
 /// refused an absolute-form target whose authority disagrees with it).
-fn request_host(request: &RequestHeader) -> Result<Option<Cow<'_, str>>, &'static str> {
+pub(super) fn request_host(request: &RequestHeader) -> Result<Option<Cow<'_, str>>, &'static str> {
     let Some(value) = request.headers.get(HOST) else { return Ok(None) };
     let raw = value.to_str().map_err(|_| "invalid Host header")?;
     normalize_host(raw).map(Some).map_err(|_| "invalid Host header")

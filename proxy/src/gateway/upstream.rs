@@ -42,7 +42,8 @@ pub(super) fn rewrite(
 ) -> Result<()> {
     let identities = runtime.identity_headers();
     let trusted = seen.is_some_and(|seen| seen.trusted);
-    strip_headers(request, |name| is_identity(name, identities) || forwarding::is_removed(name, trusted))?;
+    let kept = &ctx.kept_overrides;
+    strip_headers(request, |name| is_identity(name, identities) || forwarding::is_removed(name, trusted, kept))?;
     if let Some(identity) = &ctx.identity {
         for (index, value) in identity.headers.iter() {
             if let Some(name) = runtime.identity_headers().get(usize::from(*index)) {
