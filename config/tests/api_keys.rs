@@ -2,27 +2,15 @@
 //! diagnostic with its FILE:LINE:COL.
 
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use config::{load_with_env, CredentialKinds, LoadError, Loaded, Mode, Severity};
 
 const HASH: &str = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
 const OTHER_HASH: &str = "60303ae22b998861bce3b28f33eec1be758a213c86c93c076dbe9f558c11c752";
 
-struct Dir(tempfile::TempDir);
-
-impl Dir {
-    fn new() -> Dir {
-        Dir(tempfile::tempdir().unwrap())
-    }
-
-    fn write(&self, name: &str, text: &str) -> PathBuf {
-        let path = self.0.path().join(name);
-        fs::create_dir_all(path.parent().unwrap()).unwrap();
-        fs::write(&path, text).unwrap();
-        path
-    }
-}
+mod common;
+use common::Dir;
 
 fn load(path: &Path) -> Result<Loaded, LoadError> {
     load_with_env(path, Mode::Check, &|_| None)

@@ -2,8 +2,7 @@
 //! class of operator mistake with its exact FILE:LINE:COL.
 
 use std::collections::HashMap;
-use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use config::{
@@ -70,20 +69,8 @@ routes:
     any_scopes: [admin, superuser]
 "#;
 
-struct Dir(tempfile::TempDir);
-
-impl Dir {
-    fn new() -> Dir {
-        Dir(tempfile::tempdir().unwrap())
-    }
-
-    fn write(&self, name: &str, text: &str) -> PathBuf {
-        let path = self.0.path().join(name);
-        fs::create_dir_all(path.parent().unwrap()).unwrap();
-        fs::write(&path, text).unwrap();
-        path
-    }
-}
+mod common;
+use common::Dir;
 
 fn env_with_secret() -> HashMap<String, String> {
     HashMap::from([("TODO_JWT_SECRET".to_owned(), SECRET.to_owned())])

@@ -24,6 +24,8 @@ mod ratelimit;
 mod reload;
 mod runtime;
 mod server;
+#[cfg(test)]
+mod test_support;
 
 // What the binary runs.
 pub use commands::{check, explain, Question};

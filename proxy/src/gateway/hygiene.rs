@@ -50,11 +50,7 @@ mod tests {
     use super::*;
 
     fn request(headers: &[(&str, &str)]) -> RequestHeader {
-        let mut request = RequestHeader::build("POST", b"/", None).unwrap();
-        for (name, value) in headers {
-            request.append_header(name.to_string(), *value).unwrap();
-        }
-        request
+        crate::test_support::request_with("POST", headers)
     }
 
     fn status(headers: &[(&str, &str)]) -> Option<u16> {

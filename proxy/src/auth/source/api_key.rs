@@ -153,11 +153,7 @@ mod tests {
     }
 
     fn request(headers: &[(&str, &str)]) -> RequestHeader {
-        let mut request = RequestHeader::build("GET", b"/", None).unwrap();
-        for (name, value) in headers {
-            request.append_header(name.to_string(), *value).unwrap();
-        }
-        request
+        crate::test_support::request_with("GET", headers)
     }
 
     #[test]
