@@ -120,8 +120,11 @@ fn unknown_wrong_expired_and_malformed_keys_get_401_with_the_api_key_challenge()
     write_atomically(&dir.path().join("keys.yaml"), &key_file(&[&good, &expired]));
     let w = world_with_keys(dir.path(), |c| c);
 
-    let (id_and_prefix, secret) = good.key.rsplit_once('_').unwrap();
-    let wrong_secret = format!("{id_and_prefix}_{}", secret.chars().rev().collect::<String>());
+    // The id has no '_'; the base64url secret may.
+    let (id, secret) = good.key.strip_prefix("pk_").and_then(|rest| rest.split_once('_')).unwrap();
+    let flipped = if secret.starts_with('A') { "B" } else { "A" };
+    let wrong_secret = format!("pk_{id}_{flipped}{}", &secret[1..]);
+    assert_ne!(wrong_secret, good.key);
     let unknown_id = format!("pk_nosuchkey_{secret}");
     let challenge =
         |why: &str| format!("ApiKey realm=\"test-api\", error=\"invalid_key\", error_description=\"{why}\"");
@@ -264,7 +267,8 @@ fn no_key_reaches_the_logs_at_trace() {
     assert!(wait_until(Duration::from_secs(5), || w.proxy.logs().matches("portcullis::access").count() >= 3));
     let logs = w.proxy.logs();
     for secret in [&key.key, &unknown.key] {
-        let (_, secret_part) = secret.rsplit_once('_').unwrap();
+        // The whole secret after `pk_<id>_` (it may itself contain '_').
+        let secret_part = secret.strip_prefix("pk_").and_then(|rest| rest.split_once('_')).unwrap().1;
         assert!(!logs.contains(secret_part), "a key's secret is in the logs");
     }
     assert!(!logs.to_ascii_lowercase().contains("apikey "), "an Authorization value was logged");
