@@ -27,13 +27,11 @@ pub(crate) async fn admit(session: &mut Session, runtime: &Runtime, ctx: &mut Re
     if let Some(route) = route {
         limits::before_authentication(session, runtime, route, ctx.client_ip).await?;
         if matches!(route.access, Access::Public) {
-            authenticate::strip_api_keys(session.req_header_mut(), runtime);
             return Ok(Outcome::Public);
         }
     }
     let accepts = runtime.accepted_credentials(routed.route);
     let identity = authenticate::authorize(session.req_header(), runtime, route, routed.path.as_ref(), accepts).await?;
-    authenticate::strip_api_keys(session.req_header_mut(), runtime);
     if let Some(route) = route {
         limits::by_subject(runtime, route, &identity)?;
     }

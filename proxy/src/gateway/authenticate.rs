@@ -8,12 +8,10 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use config::CredentialKinds;
-use http::header::AUTHORIZATION;
 use pingora::http::RequestHeader;
 use policy::{decide, NormalizedPath, Principal, Route};
 
 use super::respond::Denied;
-use crate::auth::source::api_key::SCHEME;
 use crate::auth::source::CredentialKind;
 use crate::auth::{Identity, Scheme};
 use crate::metrics::observe_since;
@@ -53,23 +51,5 @@ pub(crate) async fn authorize(
     match Denied::by_policy(decision, challenges, scheme) {
         Some(denied) => Err(denied),
         None => Ok(identity),
-    }
-}
-
-/// Remove API keys from a request about to go upstream: the operator's
-/// header and `Authorization: ApiKey`. The upstream learns who called from
-/// the identity headers; a key it never sees cannot leak from it. Bearer
-/// tokens are left as they are (`Authorization` is forwarded unchanged).
-pub(crate) fn strip_api_keys(request: &mut RequestHeader, runtime: &Runtime) {
-    let auth = runtime.auth();
-    if let Some(header) = auth.api_key_header() {
-        request.remove_header(header);
-    }
-    let is_key = |value: &http::HeaderValue| {
-        let value = value.as_bytes().trim_ascii_start();
-        value.len() >= SCHEME.len() && value[..SCHEME.len()].eq_ignore_ascii_case(SCHEME.as_bytes())
-    };
-    if auth.has_api_keys() && request.headers.get_all(AUTHORIZATION).iter().any(is_key) {
-        request.remove_header(&AUTHORIZATION);
     }
 }

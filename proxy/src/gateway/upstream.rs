@@ -9,7 +9,7 @@
 
 use std::time::Duration;
 
-use http::header::CONNECTION;
+use http::header::{AUTHORIZATION, CONNECTION};
 use http::{HeaderName, HeaderValue};
 use pingora::http::RequestHeader;
 use pingora::upstreams::peer::HttpPeer;
@@ -17,6 +17,7 @@ use pingora::Result;
 
 use super::forwarding::{self, same_header, Seen};
 use super::request::RequestCtx;
+use crate::auth::source::api_key::SCHEME;
 use crate::runtime::{Runtime, UpstreamTarget};
 
 /// How long an idle upstream connection is kept for reuse.
@@ -44,6 +45,7 @@ pub(super) fn rewrite(
     let trusted = seen.is_some_and(|seen| seen.trusted);
     let kept = &ctx.kept_overrides;
     strip_headers(request, |name| is_identity(name, identities) || forwarding::is_removed(name, trusted, kept))?;
+    strip_api_keys(request, runtime);
     if let Some(identity) = &ctx.identity {
         for (index, value) in identity.headers.iter() {
             if let Some(name) = runtime.identity_headers().get(usize::from(*index)) {
@@ -63,6 +65,24 @@ pub(super) fn rewrite(
         forwarding::set(request, &upstream.config.forwarded_headers, seen)?;
     }
     Ok(())
+}
+
+/// Remove API keys from a request about to go upstream: the operator's
+/// header and `Authorization: ApiKey`. The upstream learns who called from
+/// the identity headers; a key it never sees cannot leak from it. Bearer
+/// tokens are left as they are (`Authorization` is forwarded unchanged).
+fn strip_api_keys(request: &mut RequestHeader, runtime: &Runtime) {
+    let auth = runtime.auth();
+    if let Some(header) = auth.api_key_header() {
+        request.remove_header(header);
+    }
+    let is_key = |value: &http::HeaderValue| {
+        let value = value.as_bytes().trim_ascii_start();
+        value.len() >= SCHEME.len() && value[..SCHEME.len()].eq_ignore_ascii_case(SCHEME.as_bytes())
+    };
+    if auth.has_api_keys() && request.headers.get_all(AUTHORIZATION).iter().any(is_key) {
+        request.remove_header(&AUTHORIZATION);
+    }
 }
 
 fn is_identity(name: &str, identities: &[HeaderName]) -> bool {
