@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Every test of portcullis, in the order CI runs them. Installs what the tests
 # need from package registries when it is missing (oidc-provider from npm;
-# promtool from Debian's `prometheus` package when running as root).
+# promtool and chromium from Debian when running as root).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -21,14 +21,20 @@ step "test dependencies"
 if [ ! -f tests/idp/node_modules/oidc-provider/package.json ]; then
   npm ci --prefix tests/idp --no-audit --no-fund --loglevel=error
 fi
-if ! command -v promtool >/dev/null 2>&1; then
+# A Debian package for a command the tests run, installed when missing and
+# running as root.
+need() {
+  local command="$1" package="$2" why="$3"
+  command -v "$command" >/dev/null 2>&1 && return
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$package" >/dev/null
   else
-    echo "promtool is missing: install Debian's 'prometheus' package (the metrics test needs it)" >&2
+    echo "$command is missing: install Debian's '$package' package ($why)" >&2
     exit 1
   fi
-fi
+}
+need promtool prometheus "the metrics test needs it"
+need chromium chromium "the CORS browser test needs it"
 
 # Clippy's lints run inside the one real build: clippy-driver as the
 # compiler of the workspace's own crates (RUSTC_WORKSPACE_WRAPPER, exactly

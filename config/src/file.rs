@@ -34,7 +34,23 @@ pub(crate) struct ConfigFile {
     pub shutdown: Option<Spanned<ShutdownFile>>,
     pub policy_files: Option<Vec<Text>>,
     pub api_keys: Option<Spanned<ApiKeysFile>>,
+    /// The CORS policy of every route that sets none of its own.
+    pub cors: Option<Spanned<CorsFile>>,
     pub routes: Option<Vec<Spanned<RouteFile>>>,
+}
+
+/// `cors:` in the main file or on a route; the names follow the
+/// `Access-Control-Allow-*` headers they fill.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct CorsFile {
+    /// Origins whose scripts may read answers; `[]` turns CORS off.
+    pub allow_origins: Vec<Text>,
+    pub allow_methods: Option<Vec<Text>>,
+    pub allow_headers: Option<Vec<Text>>,
+    pub expose_headers: Option<Vec<Text>>,
+    pub allow_credentials: Option<Spanned<bool>>,
+    pub max_age: Option<Text>,
 }
 
 /// `api_keys:` in the main file.
@@ -236,6 +252,8 @@ pub(crate) struct RouteFile {
     pub credentials: Option<Spanned<Vec<Text>>>,
     /// Method- or URL-override headers let through to the upstream.
     pub allow_override: Option<Vec<Text>>,
+    /// This route's CORS policy, instead of the main file's.
+    pub cors: Option<Spanned<CorsFile>>,
 }
 
 /// One claim condition as written: a scalar the claim must equal (a string

@@ -7,6 +7,7 @@
 #![forbid(unsafe_code)]
 
 mod claims;
+pub mod cors;
 mod decide;
 mod host;
 mod lookalike;

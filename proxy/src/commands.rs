@@ -120,6 +120,9 @@ pub fn explain(path: &Path, question: &Question<'_>) -> (String, i32) {
                     .collect();
                 let _ = writeln!(text, "    rate limits: {}", limits.join(", "));
             }
+            if let Some(cors) = config.route_cors.get(i).and_then(Option::as_deref) {
+                let _ = writeln!(text, "    cors: {}", describe_cors(cors));
+            }
         }
         _ => {
             let _ = writeln!(text, "  route: none matches (default deny)");
@@ -184,6 +187,20 @@ pub fn explain(path: &Path, question: &Question<'_>) -> (String, i32) {
         );
     }
     (text, 0)
+}
+
+/// A route's CORS policy in one line: who may read its answers.
+fn describe_cors(cors: &policy::cors::CorsPolicy) -> String {
+    let origins: Vec<String> = cors.origins().iter().map(ToString::to_string).collect();
+    let mut line = format!("origins {}; methods {}", origins.join(", "), cors.allow_methods_value());
+    if !cors.allow_headers_value().is_empty() {
+        line.push_str(&format!("; headers {}", cors.allow_headers_value()));
+    }
+    if cors.allow_credentials() {
+        line.push_str("; with credentials");
+    }
+    line.push_str("; preflights answered here");
+    line
 }
 
 fn default_issuer(access: Option<&Access>) -> Option<IssuerId> {

@@ -58,6 +58,10 @@ label_enum! {
         ClaimNotMet => "claim_not_met",
         NoRoute => "no_route",
         RateLimited => "rate_limited",
+        /// A CORS preflight answered by the proxy (never forwarded).
+        Preflight => "preflight",
+        /// A CORS preflight refused (origin, method or header not allowed).
+        CorsRefused => "cors_refused",
         BadRequest => "bad_request",
         UpstreamError => "upstream_error",
     }
@@ -92,7 +96,7 @@ mod tests {
         for (position, path) in AuthPath::ALL.iter().enumerate() {
             assert_eq!(path.index(), position);
         }
-        assert_eq!(Outcome::COUNT, 14);
+        assert_eq!(Outcome::COUNT, 16);
         assert_eq!(AuthPath::COUNT, 5);
     }
 

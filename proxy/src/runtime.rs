@@ -16,6 +16,7 @@ use arc_swap::ArcSwap;
 use config::{Config, CredentialKinds, Upstream};
 use http::HeaderName;
 use ipnet::IpNet;
+use policy::cors::CorsPolicy;
 use policy::RouteTable;
 use prometheus::IntCounter;
 
@@ -150,6 +151,15 @@ impl Runtime {
     /// path: its answer must not differ from a protected route's).
     pub(crate) fn accepted_credentials(&self, route: Option<usize>) -> CredentialKinds {
         route.and_then(|index| self.config.route_credentials.get(index).copied()).unwrap_or(CredentialKinds::ANY)
+    }
+
+    /// The CORS policy of a route, or for requests no route matched the
+    /// main file's; `None` where the proxy does not handle CORS.
+    pub(crate) fn cors_of(&self, route: Option<usize>) -> Option<&CorsPolicy> {
+        match route {
+            Some(index) => self.config.route_cors.get(index).and_then(Option::as_deref),
+            None => self.config.cors.as_deref(),
+        }
     }
 
     pub(crate) fn challenges(&self) -> &Challenges {

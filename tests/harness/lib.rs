@@ -1,6 +1,8 @@
 //! The end-to-end test harness: runs the real `portcullis` binary with a
 //! real configuration against real HTTP servers on loopback.
 //!
+//! - [`browser`]: headless Chromium opening a page served by the test, for
+//!   what only a browser decides (CORS).
 //! - [`client`]: a raw HTTP/1.1 client that sends exactly the bytes a test
 //!   writes (no URL normalisation), for path and header attacks.
 //! - [`servers`]: a recording echo upstream and a JWKS/discovery server whose
@@ -13,6 +15,7 @@
 //!   change part of it.
 #![forbid(unsafe_code)]
 
+pub mod browser;
 pub mod client;
 pub mod config;
 pub mod fixtures;

@@ -77,6 +77,16 @@ impl Upstream {
                 let method = request.method().to_string();
                 let target = request.uri().path_and_query().map(|p| p.as_str().to_owned()).unwrap_or_default();
                 let absolute_form = request.uri().authority().is_some();
+                // `X-Test-Response-Header: name: value` puts that header on
+                // the answer (an upstream with CORS headers of its own).
+                let extra = request
+                    .headers()
+                    .get_all("x-test-response-header")
+                    .iter()
+                    .filter_map(|v| {
+                        v.to_str().ok()?.split_once(':').map(|(n, v)| (n.trim().to_owned(), v.trim().to_owned()))
+                    })
+                    .collect::<Vec<_>>();
                 let headers =
                     request.headers().iter().map(|(n, v)| (n.as_str().to_owned(), v.as_bytes().to_vec())).collect();
                 let body = request.into_body().collect().await.map(|b| b.to_bytes().to_vec()).unwrap_or_default();
@@ -87,7 +97,15 @@ impl Upstream {
                     tokio::time::sleep(delay).await;
                 }
                 let body = serde_json::json!({ "upstream": name, "method": method, "target": target });
-                json_response(StatusCode::OK, body.to_string())
+                let mut response = json_response(StatusCode::OK, body.to_string());
+                for (name, value) in extra {
+                    if let (Ok(name), Ok(value)) =
+                        (http::HeaderName::try_from(name), http::HeaderValue::try_from(value))
+                    {
+                        response.headers_mut().append(name, value);
+                    }
+                }
+                response
             }
         }));
         Upstream { addr, name, received, behaviour }
@@ -293,7 +311,7 @@ fn json_response(status: StatusCode, body: String) -> Response<Full<Bytes>> {
     response
 }
 
-async fn serve<F, Fut>(listener: TcpListener, handler: F)
+pub(crate) async fn serve<F, Fut>(listener: TcpListener, handler: F)
 where
     F: Fn(Request<Incoming>) -> Fut + Send + Sync + Clone + 'static,
     Fut: std::future::Future<Output = Response<Full<Bytes>>> + Send + 'static,

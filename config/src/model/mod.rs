@@ -5,9 +5,11 @@
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use ipnet::IpNet;
+use policy::cors::CorsPolicy;
 use policy::RouteSpec;
 
 use crate::diag::Position;
@@ -55,6 +57,12 @@ pub struct Config {
     /// [`URL_OVERRIDE_HEADERS`]); the policy then decides on the overridden
     /// method or path.
     pub route_overrides: Vec<Vec<&'static str>>,
+    /// The main file's CORS policy: for routes without their own and for
+    /// requests no route matches.
+    pub cors: Option<Arc<CorsPolicy>>,
+    /// Each route's CORS policy (same index as `routes`): its own, or the
+    /// main file's; `None`: the proxy does not handle CORS there.
+    pub route_cors: Vec<Option<Arc<CorsPolicy>>>,
 }
 
 /// Headers that make common upstream frameworks (Symfony, Laravel, Rails,

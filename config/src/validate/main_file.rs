@@ -10,6 +10,7 @@ use ipnet::IpNet;
 use serde_saphyr::Spanned;
 
 use super::api_keys::api_keys;
+use super::cors::cors;
 use super::limits::{rate_limits, token_cache, tokens};
 use super::values::{cidr, claim_path, is_name, is_quotable, is_token_byte, one_of, positive_duration};
 use super::values::{duration, socket_addr, upstream_url};
@@ -78,6 +79,12 @@ impl Validator<'_> {
         let declared_limits = declared(file.rate_limits.as_ref());
         let rate_limits = rate_limits(file.rate_limits, r);
         let (api_keys, key_globs) = api_keys(file.api_keys, &identity_headers, r);
+        let cors = file.cors.as_ref().and_then(|section| {
+            if section.value.allow_origins.is_empty() {
+                r.warn(section, "cors.allow_origins is empty, so CORS is off; omit 'cors' instead");
+            }
+            cors(section, r)
+        });
         let names = Names {
             api_keys: api_keys.is_some(),
             upstreams: resolve(declared_upstreams, &upstreams, |u| &u.name),
@@ -106,6 +113,8 @@ impl Validator<'_> {
             api_keys,
             route_credentials: Vec::new(),
             route_overrides: Vec::new(),
+            cors,
+            route_cors: Vec::new(),
         };
         let (routes, policy_globs) = (file.routes.unwrap_or_default(), file.policy_files.unwrap_or_default());
         MainFile { config, issuers, routes, policy_globs, key_globs, names }

@@ -3,12 +3,13 @@
 //! One module a section: `main_file` (top-level settings, upstreams, identity
 //! headers, and the order they are checked in), `issuers`, `routes` (of the
 //! main file and of policy files), `limits` (rate limits, token and cache
-//! bounds), `api_keys` (the section and the key files) and `values` (the
+//! bounds), `api_keys` (the section and the key files), `cors` and `values` (the
 //! typed scalars they all share). Here: what the
 //! sections share, and the warnings that need the whole configuration.
 
 mod api_keys;
 mod claims;
+mod cors;
 mod issuers;
 mod limits;
 mod main_file;

@@ -8,6 +8,7 @@ use policy::{Access, HostPattern, HostSet, IssuerId, Method, MethodSet, PathPatt
 use serde_saphyr::{Location, Spanned};
 
 use super::claims::claim_conditions;
+use super::cors::cors;
 use super::values::is_token_byte;
 use super::{count_errors, known, Names};
 use crate::diag::{Position, Positioned, Reporter};
@@ -22,11 +23,18 @@ pub(crate) fn add_routes(config: &mut Config, names: &Names, routes: Vec<Spanned
     let mut claims = std::mem::take(&mut config.condition_claims);
     for route in routes {
         let overrides = allowed_overrides(&route.value, r);
+        // A route's own `cors:` replaces the main file's (`allow_origins: []`
+        // turns it off there).
+        let route_cors = match &route.value.cors {
+            Some(section) => cors(section, r),
+            None => config.cors.clone(),
+        };
         if let Some((Positioned { value, position }, credentials)) = route_spec(route, config, names, &mut claims, r) {
             config.routes.push(value);
             config.route_origins.push(position);
             config.route_credentials.push(credentials);
             config.route_overrides.push(overrides);
+            config.route_cors.push(route_cors);
         }
     }
     config.condition_claims = claims;

@@ -6,18 +6,42 @@
 use pingora::prelude::Session;
 use policy::Access;
 
+use super::cors::{self, PreflightAnswer};
 use super::request::RequestCtx;
 use super::respond::Denied;
 use super::{authenticate, client, hygiene, limits, overrides, routing};
 use crate::labels::Outcome;
 use crate::runtime::Runtime;
 
-/// Decide the request: `Ok` with the outcome to forward under (public or
-/// allowed), or the refusal. Fills in what later phases need (route,
+/// A request admission lets through or answers itself without refusing.
+pub(crate) enum Admitted {
+    /// Forward under this outcome (public or allowed).
+    Forward(Outcome),
+    /// A CORS preflight the route's policy allows: answered here, never
+    /// forwarded.
+    Preflight(PreflightAnswer),
+}
+
+/// Decide the request: forward it (with its outcome), answer a CORS
+/// preflight, or the refusal. Fills in what later phases need (route,
 /// client address, identity, forwarded target).
-pub(crate) async fn admit(session: &mut Session, runtime: &Runtime, ctx: &mut RequestCtx) -> Result<Outcome, Denied> {
+pub(crate) async fn admit(session: &mut Session, runtime: &Runtime, ctx: &mut RequestCtx) -> Result<Admitted, Denied> {
     ctx.client_ip = client::client_ip(session, runtime.trusted_proxies());
     hygiene::check_headers(session.req_header())?;
+    // A preflight carries no credential by design (Fetch): where a CORS
+    // policy applies, it is answered before limits and authentication.
+    if let Some(preflight) = cors::preflight_request(session.req_header()) {
+        let routed = routing::route_request_as(session.req_header(), preflight.method, runtime)?;
+        if let Some(policy) = runtime.cors_of(routed.route) {
+            ctx.route = routed.route;
+            return cors::decide_preflight(policy, &preflight).map(Admitted::Preflight);
+        }
+    }
+    admit_request(session, runtime, ctx).await.map(Admitted::Forward)
+}
+
+/// Everything but a preflight.
+async fn admit_request(session: &mut Session, runtime: &Runtime, ctx: &mut RequestCtx) -> Result<Outcome, Denied> {
     let mut routed = routing::route_request(session.req_header(), runtime)?;
     ctx.kept_overrides = overrides::apply(session.req_header(), runtime, &mut routed)?;
     ctx.route = routed.route;

@@ -9,6 +9,7 @@ mod admission;
 mod authenticate;
 mod body;
 mod client;
+mod cors;
 mod forwarding;
 mod hygiene;
 mod limits;
@@ -29,6 +30,7 @@ use pingora::{Error, ErrorType, Result};
 
 use crate::labels::Outcome;
 use crate::runtime::Current;
+use admission::Admitted;
 use request::RequestCtx;
 use respond::Denied;
 
@@ -68,13 +70,24 @@ impl ProxyHttp for Gateway {
         let verdict = admission::admit(session, &runtime, ctx).await;
         ctx.runtime = Some(runtime);
         match verdict {
-            Ok(outcome) => {
+            Ok(Admitted::Forward(outcome)) => {
                 ctx.outcome = outcome;
                 Ok(false)
             }
-            Err(Denied { outcome, rejection }) => {
+            Ok(Admitted::Preflight(answer)) => {
+                ctx.outcome = Outcome::Preflight;
+                ctx.local_status = Some(204);
+                cors::send_preflight(session, &answer).await?;
+                Ok(true)
+            }
+            Err(Denied { outcome, mut rejection }) => {
                 ctx.outcome = outcome;
                 ctx.local_status = Some(rejection.status);
+                // A refused preflight must give the browser nothing to use.
+                if outcome != Outcome::CorsRefused {
+                    let policy = ctx.runtime.as_ref().and_then(|runtime| runtime.cors_of(ctx.route));
+                    cors::on_refusal(policy, session.req_header(), &mut rejection);
+                }
                 respond::send(session, &rejection).await?;
                 Ok(true)
             }
@@ -128,15 +141,31 @@ impl ProxyHttp for Gateway {
         Ok(())
     }
 
+    /// The answer the client receives from the upstream: CORS headers
+    /// where the route has a policy.
+    async fn response_filter(
+        &self,
+        session: &mut Session,
+        upstream_response: &mut ResponseHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        match ctx.runtime.as_ref().and_then(|runtime| runtime.cors_of(ctx.route)) {
+            Some(policy) => cors::on_upstream_response(policy, session.req_header(), upstream_response),
+            None => Ok(()),
+        }
+    }
+
     /// The answer to a failure: 502/504 for the upstream, 400 for a
     /// malformed request, nothing when the client is gone.
     async fn fail_to_proxy(&self, session: &mut Session, error: &Error, ctx: &mut RequestCtx) -> FailToProxy {
-        let Some(Denied { outcome, rejection }) = Denied::proxy_failure(error, ctx.outcome) else {
+        let Some(Denied { outcome, mut rejection }) = Denied::proxy_failure(error, ctx.outcome) else {
             if respond::is_client_disconnect(error) {
                 self.current.load().metrics().client_disconnects.inc();
             }
             return FailToProxy { error_code: 0, can_reuse_downstream: false };
         };
+        let policy = ctx.runtime.as_ref().and_then(|runtime| runtime.cors_of(ctx.route));
+        cors::on_refusal(policy, session.req_header(), &mut rejection);
         if let Err(error) = respond::send(session, &rejection).await {
             tracing::debug!(%error, "could not send the error response");
         }

@@ -25,6 +25,12 @@ pub(crate) struct Routed {
 
 /// Normalise the request's path and host and find its route.
 pub(crate) fn route_request(request: &RequestHeader, runtime: &Runtime) -> Result<Routed, Denied> {
+    route_request_as(request, request.method.as_str(), runtime)
+}
+
+/// [`route_request`] for another method than the request's: a CORS
+/// preflight is routed for the method it asks about.
+pub(crate) fn route_request_as(request: &RequestHeader, method: &str, runtime: &Runtime) -> Result<Routed, Denied> {
     // Pingora keeps the original bytes of a target that is not UTF-8 for
     // the wire and gives `uri` a lossy copy: the policy would decide on a
     // path the upstream never receives. Refuse instead.
@@ -36,7 +42,7 @@ pub(crate) fn route_request(request: &RequestHeader, runtime: &Runtime) -> Resul
         _ => Denied::bad_request(400, e.to_string()),
     })?;
     let host = request_host(request).map_err(|message| Denied::bad_request(400, message))?;
-    let route = runtime.routes().find_index(request.method.as_str(), host.as_deref(), &path);
+    let route = runtime.routes().find_index(method, host.as_deref(), &path);
     // Pingora forwards an absolute-form target verbatim (after checking its
     // authority against Host); send the upstream the origin form the policy
     // decided on. A query token is removed so it cannot reach upstream logs.

@@ -36,6 +36,8 @@ fn known_label_values(metric: &str, label: &str) -> Option<&'static [&'static st
             "claim_not_met",
             "no_route",
             "rate_limited",
+            "preflight",
+            "cors_refused",
             "bad_request",
             "upstream_error",
         ],
@@ -334,8 +336,8 @@ mod tests {
             problems(r#"portcullis_requests_total{decision="allowed"}"#),
             ["test: portcullis_requests_total{decision=\"allowed\"}: \"allowed\" is not a value portcullis uses \
              ([\"public\", \"allow\", \"unauthenticated\", \"invalid_token\", \"invalid_api_key\", \"issuer_unavailable\", \
-             \"issuer_not_accepted\", \"insufficient_scope\", \"claim_not_met\", \"no_route\", \"rate_limited\", \"bad_request\", \
-             \"upstream_error\"])"]
+             \"issuer_not_accepted\", \"insufficient_scope\", \"claim_not_met\", \"no_route\", \"rate_limited\", \"preflight\", \
+             \"cors_refused\", \"bad_request\", \"upstream_error\"])"]
         );
         // Regular expressions are checked only where an alternative is a literal word.
         assert!(problems(r#"portcullis_requests_total{decision=~"allow|.*error"}"#).is_empty());
