@@ -36,7 +36,49 @@ pub(crate) struct ConfigFile {
     pub api_keys: Option<Spanned<ApiKeysFile>>,
     /// The CORS policy of every route that sets none of its own.
     pub cors: Option<Spanned<CorsFile>>,
+    /// State shared by replicas: rate limits with `store: redis`, revocations.
+    pub redis: Option<Spanned<RedisFile>>,
+    /// Token revocation: how long entries must be kept.
+    pub revocation: Option<Spanned<RevocationFile>>,
+    /// Environment variable holding the bearer secret of the admin
+    /// listener's write endpoints (`POST /revocations`).
+    pub admin_token_env: Option<Text>,
     pub routes: Option<Vec<Spanned<RouteFile>>>,
+}
+
+/// `redis:` in the main file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RedisFile {
+    /// One server (standalone), or use `urls`.
+    pub url: Option<Text>,
+    /// Cluster seed nodes, or the Sentinels.
+    pub urls: Option<Vec<Text>>,
+    /// `standalone` (default), `cluster` or `sentinel`.
+    pub mode: Option<Text>,
+    /// Sentinel: the monitored master's name.
+    pub master_name: Option<Text>,
+    pub username_env: Option<Text>,
+    pub password_env: Option<Text>,
+    /// CA bundle (PEM) for `rediss://` servers with a private CA.
+    pub ca_file: Option<Text>,
+    pub key_prefix: Option<Text>,
+    pub connect_timeout: Option<Text>,
+    pub command_timeout: Option<Text>,
+    /// Environment variable holding the key of the HMAC every stored key
+    /// is hashed with (the same on every replica).
+    pub hash_key_env: Text,
+}
+
+/// `revocation:` in the main file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RevocationFile {
+    /// The longest lifetime of a token any issuer hands out: a subject
+    /// revocation is kept this long.
+    pub max_token_lifetime: Option<Text>,
+    /// Most revocations held in memory.
+    pub max_entries: Option<Spanned<u64>>,
 }
 
 /// `cors:` in the main file or on a route; the names follow the
@@ -209,6 +251,11 @@ pub(crate) struct RateLimitFile {
     pub burst: Option<Spanned<u64>>,
     pub max_keys: Option<Spanned<u64>>,
     pub ipv6_prefix: Option<Spanned<u8>>,
+    /// `local` (default) or `redis`: shared by every replica.
+    pub store: Option<Text>,
+    /// With `store: redis`, when Redis fails: `local` (default), `allow`,
+    /// `deny`.
+    pub on_store_error: Option<Text>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -127,6 +127,7 @@ fn authenticator(runtime: &tokio::runtime::Runtime, signer: &Signer, cache: usiz
         tokens: &TokenSettings { max_bytes: 8192, query_parameter: None },
         cache: Arc::new(TokenCache::new(cache)),
         cache_ttl: Duration::from_secs(300),
+        revocations: portcullis::Revocations::new(),
     };
     Authenticator::new(settings, client, metrics)
 }

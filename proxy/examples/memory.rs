@@ -35,6 +35,7 @@ fn limiter(max_keys: usize) -> Limiter {
             burst: 5,
             max_keys,
             ipv6_prefix: 64,
+            store: config::LimitStore::Local,
         },
         LimitCounters::unregistered(),
     )
@@ -46,6 +47,8 @@ fn identity(n: u32) -> Arc<Identity> {
         issuer_uid: 1,
         key_id: Some(42),
         subject: Some(format!("user-{n:08}").into()),
+        jti: Some(format!("{n:016x}").into()),
+        issued_at: Some(1_764_000_000),
         scopes: ScopeSet::new(["openid", "profile", "tasks:read", "tasks:write"]),
         headers: Box::new([
             (0, HeaderValue::from_str(&format!("user-{n:08}")).unwrap_or(HeaderValue::from_static("x"))),

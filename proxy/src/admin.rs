@@ -1,4 +1,5 @@
-//! The admin listener: `/metrics`, `/healthz`, `/readyz`.
+//! The admin listener: `/metrics`, `/healthz`, `/readyz`, and
+//! `POST /revocations` (only with the admin token).
 //!
 //! Separate from the proxy port (bind it to loopback or a private network)
 //! and never subject to the route policy.
@@ -10,7 +11,9 @@ use http::{Response, StatusCode};
 use pingora::apps::http_app::ServeHttp;
 use pingora::protocols::http::ServerSession;
 
+use crate::auth::source::api_key::hash_matches;
 use crate::metrics::Metrics;
+use crate::revoke::{self, Recorded, RevokeRequest};
 use crate::runtime::Current;
 
 pub(crate) struct Admin {
@@ -32,13 +35,94 @@ impl Admin {
         }
     }
 
+    /// Ready when every issuer has keys. Redis is reported, not required:
+    /// its limits fall back as `on_store_error` says, so a replica without
+    /// Redis still serves.
     fn readiness(&self) -> (StatusCode, String) {
-        let reasons = self.current.load().unready_issuers();
-        if reasons.is_empty() {
-            (StatusCode::OK, serde_json::json!({ "status": "ready" }).to_string())
+        let runtime = self.current.load();
+        let reasons = runtime.unready_issuers();
+        let mut body = if reasons.is_empty() {
+            serde_json::json!({ "status": "ready" })
         } else {
-            let body = serde_json::json!({ "status": "not_ready", "reasons": reasons });
-            (StatusCode::SERVICE_UNAVAILABLE, body.to_string())
+            serde_json::json!({ "status": "not_ready", "reasons": reasons })
+        };
+        if let Some(store) = runtime.redis() {
+            body["redis"] = if store.available() { "connected" } else { "unavailable" }.into();
+        }
+        let status = if reasons.is_empty() { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+        (status, body.to_string())
+    }
+}
+
+/// Largest revocation request read.
+const MAX_REVOCATION_BODY: usize = 64 * 1024;
+
+impl Admin {
+    /// `POST /revocations`: record one revocation (see `revoke`), only for
+    /// a request carrying the admin token.
+    async fn revocations(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
+        let json =
+            |status, value: serde_json::Value| response(status, "application/json", value.to_string().into_bytes());
+        let refusal = |status, error: &str, description: String| {
+            json(status, serde_json::json!({ "error": error, "error_description": description }))
+        };
+        if session.req_header().method != http::Method::POST {
+            return response(StatusCode::METHOD_NOT_ALLOWED, "text/plain", b"method not allowed\n".to_vec());
+        }
+        let runtime = self.current.load_full();
+        let Some(admin_token) = runtime.config().admin_token.as_ref() else {
+            let why = "admin_token_env is not configured, so admin writes are off".to_owned();
+            return refusal(StatusCode::FORBIDDEN, "access_denied", why);
+        };
+        let presented = session
+            .req_header()
+            .headers
+            .get(http::header::AUTHORIZATION)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.strip_prefix("Bearer "))
+            .unwrap_or("");
+        // Digests of equal length, compared in constant time: neither the
+        // token nor its length leaks through timing.
+        let expected = crate::auth::digest(&String::from_utf8_lossy(admin_token.expose()));
+        if !hash_matches(&crate::auth::digest(presented), &expected) {
+            let mut answer =
+                refusal(StatusCode::UNAUTHORIZED, "invalid_token", "the admin token is required".to_owned());
+            answer
+                .headers_mut()
+                .insert(http::header::WWW_AUTHENTICATE, http::HeaderValue::from_static("Bearer realm=\"admin\""));
+            return answer;
+        }
+        let mut body = Vec::new();
+        loop {
+            match session.read_request_body().await {
+                Ok(Some(chunk)) if body.len() + chunk.len() <= MAX_REVOCATION_BODY => body.extend_from_slice(&chunk),
+                Ok(Some(_)) => {
+                    return refusal(StatusCode::PAYLOAD_TOO_LARGE, "invalid_request", "body too large".to_owned())
+                }
+                Ok(None) => break,
+                Err(error) => return refusal(StatusCode::BAD_REQUEST, "invalid_request", error.to_string()),
+            }
+        }
+        let request: RevokeRequest = match serde_json::from_slice(&body) {
+            Ok(request) => request,
+            Err(error) => return refusal(StatusCode::BAD_REQUEST, "invalid_request", error.to_string()),
+        };
+        let book = runtime.revocation_book();
+        let (entry, expires) = match request.entry(book.settings(), crate::idp::unix_now()) {
+            Ok(entry) => entry,
+            Err(why) => return refusal(StatusCode::BAD_REQUEST, "invalid_request", why),
+        };
+        let shown = entry.to_json();
+        match revoke::record(runtime.redis(), book, entry, expires).await {
+            Ok(recorded) => {
+                tracing::info!(entry = %shown, expires, shared = recorded == Recorded::Shared, "revoked");
+                let revoked: serde_json::Value = serde_json::from_str(&shown).unwrap_or_default();
+                json(
+                    StatusCode::OK,
+                    serde_json::json!({ "revoked": revoked, "expires": expires, "shared": recorded == Recorded::Shared }),
+                )
+            }
+            Err(error) => refusal(StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable", error.to_string()),
         }
     }
 }
@@ -60,6 +144,9 @@ fn response(status: StatusCode, content_type: &str, body: Vec<u8>) -> Response<V
 impl ServeHttp for Admin {
     async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
         let request = session.req_header();
+        if request.uri.path() == "/revocations" {
+            return self.revocations(session).await;
+        }
         if request.method != http::Method::GET && request.method != http::Method::HEAD {
             return response(StatusCode::METHOD_NOT_ALLOWED, "text/plain", b"method not allowed\n".to_vec());
         }

@@ -58,6 +58,9 @@ label_enum! {
         ClaimNotMet => "claim_not_met",
         NoRoute => "no_route",
         RateLimited => "rate_limited",
+        /// A Redis-backed limit that cannot be checked, with
+        /// `on_store_error: deny` (503).
+        LimitUnavailable => "limit_unavailable",
         /// A CORS preflight answered by the proxy (never forwarded).
         Preflight => "preflight",
         /// A CORS preflight refused (origin, method or header not allowed).
@@ -96,7 +99,7 @@ mod tests {
         for (position, path) in AuthPath::ALL.iter().enumerate() {
             assert_eq!(path.index(), position);
         }
-        assert_eq!(Outcome::COUNT, 16);
+        assert_eq!(Outcome::COUNT, 17);
         assert_eq!(AuthPath::COUNT, 5);
     }
 

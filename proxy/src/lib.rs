@@ -22,8 +22,10 @@ mod logging;
 mod metrics;
 mod ratelimit;
 mod reload;
+mod revoke;
 mod runtime;
 mod server;
+mod store;
 #[cfg(test)]
 mod test_support;
 
@@ -32,10 +34,11 @@ pub use commands::{check, explain, Question};
 pub use demo::run as run_demo;
 pub use keys::{new_key, KeyRequest};
 pub use logging::init as init_logging;
+pub use revoke::{revoke_command, CliRevocation};
 pub use server::{serve, Launch};
 
 // What the benchmark and the memory example measure.
-pub use auth::{digest, AuthSettings, Authenticator, Identity, IssuerState, TokenCache};
+pub use auth::{digest, AuthSettings, Authenticator, Identity, IssuerState, Revocations, TokenCache};
 pub use idp::{unix_now, IdpClient};
 pub use metrics::Metrics;
 pub use ratelimit::{KeyValue, LimitCounters, Limiter};

@@ -56,6 +56,29 @@ enum Command {
         #[command(subcommand)]
         command: KeysCommand,
     },
+    /// Revoke a token (by jti or whole), or every token of a subject, in the
+    /// configured Redis: every replica refuses it within a second.
+    Revoke {
+        /// The token's `jti` (an API key's id).
+        #[arg(long, conflicts_with_all = ["token_file", "subject"])]
+        jti: Option<String>,
+        /// A file holding the whole token (only its SHA-256 is stored).
+        #[arg(long, conflicts_with = "subject")]
+        token_file: Option<PathBuf>,
+        /// Every token of this subject issued before --before.
+        #[arg(long)]
+        subject: Option<String>,
+        /// Only tokens of this configured issuer (or `api_key`).
+        #[arg(long)]
+        issuer: Option<String>,
+        /// With --subject: tokens issued before this time (default now):
+        /// 2026-12-31 or 2026-12-31T10:00:00Z.
+        #[arg(long, requires = "subject")]
+        before: Option<String>,
+        /// With --jti: when the token expires (default: now plus revocation.max_token_lifetime).
+        #[arg(long, requires = "jti")]
+        expires: Option<String>,
+    },
     /// Try portcullis: a demo issuer, echo upstream and policy, all on loopback. Not for production.
     Demo {
         /// Proxy port (the issuer, upstream and admin ports follow it).
@@ -122,6 +145,20 @@ fn main() -> ExitCode {
             Err(code) => return usage(code),
         },
         Command::Demo { port } => portcullis::run_demo(port),
+        Command::Revoke { jti, token_file, subject, issuer, before, expires } => match need_config() {
+            Ok(path) => {
+                let request = portcullis::CliRevocation {
+                    jti: jti.as_deref(),
+                    token_file: token_file.as_deref(),
+                    subject: subject.as_deref(),
+                    issuer: issuer.as_deref(),
+                    before: before.as_deref(),
+                    expires: expires.as_deref(),
+                };
+                portcullis::revoke_command(&path, request).map(|done| print!("{done}"))
+            }
+            Err(code) => return usage(code),
+        },
         Command::Keys { command: KeysCommand::New { subject, scopes, id, expires, note } } => {
             let request = portcullis::KeyRequest {
                 subject: &subject,

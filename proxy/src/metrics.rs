@@ -34,6 +34,20 @@ pub struct Metrics {
     pub config_generation: IntGauge,
     /// Clients that closed their connection before the answer was complete.
     pub client_disconnects: IntCounter,
+    /// Credentials refused because they are revoked.
+    pub revoked_requests: IntCounter,
+    /// Revocations held in memory.
+    pub revocations: IntGauge,
+    /// Unix time of the last full read of the revocations from Redis.
+    pub revocations_synced: Gauge,
+    /// Redis commands by operation and result (`ok`, `error`, `timeout`,
+    /// `skipped` while the breaker is open).
+    pub redis_commands: IntCounterVec,
+    pub redis_duration: HistogramVec,
+    /// 1 while the breaker stops Redis calls after repeated failures.
+    pub redis_breaker_open: IntGauge,
+    /// Rate-limit decisions by limit, store (`redis`, `local`) and result.
+    pub rate_limit_decisions: IntCounterVec,
     /// `auth_duration` by [`AuthPath`], resolved once: label lookups take a
     /// lock and a hash per call, too much for every request.
     auth_by_path: [Histogram; AuthPath::COUNT],
@@ -121,9 +135,57 @@ impl Metrics {
             )
             .unwrap_or_else(|e| unreachable_metric("client_disconnects", e)),
         );
+        let revoked_requests = register(
+            r,
+            IntCounter::new(
+                "portcullis_revoked_requests_total",
+                "Requests whose credential is revoked (refused, 401).",
+            )
+            .unwrap_or_else(|e| unreachable_metric("revoked", e)),
+        );
+        let revocations = register(
+            r,
+            IntGauge::new("portcullis_revocations", "Revocations in force, held in memory.")
+                .unwrap_or_else(|e| unreachable_metric("revocations", e)),
+        );
+        let revocations_synced = register(
+            r,
+            Gauge::new(
+                "portcullis_revocations_last_sync_timestamp_seconds",
+                "Unix time of the last full read of the revocations from Redis (0: never).",
+            )
+            .unwrap_or_else(|e| unreachable_metric("revocations_synced", e)),
+        );
+        let redis_breaker_open = register(
+            r,
+            IntGauge::new("portcullis_redis_breaker_open", "1 while Redis calls are skipped after repeated failures.")
+                .unwrap_or_else(|e| unreachable_metric("breaker", e)),
+        );
         Metrics {
             auth_by_path,
             client_disconnects,
+            revoked_requests,
+            revocations,
+            revocations_synced,
+            redis_breaker_open,
+            redis_commands: counter_vec(
+                r,
+                "portcullis_redis_commands_total",
+                "Redis commands by operation and result.",
+                &["operation", "result"],
+            ),
+            redis_duration: histogram_vec(
+                r,
+                "portcullis_redis_command_duration_seconds",
+                "Redis command latency by operation.",
+                &["operation"],
+            ),
+            rate_limit_decisions: counter_vec(
+                r,
+                "portcullis_rate_limit_decisions_total",
+                "Decisions of Redis-backed limits by limit, the store that decided and result.",
+                &["limit", "store", "result"],
+            ),
             requests: counter_vec(
                 r,
                 "portcullis_requests_total",

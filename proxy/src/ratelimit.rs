@@ -177,6 +177,19 @@ impl Limiter {
         hasher.finish()
     }
 
+    /// The key as bytes for a shared store, masked and tagged exactly as
+    /// [`Self::check`] keys it (the store hashes it again with its own key).
+    pub(crate) fn canonical_key(&self, key: KeyValue<'_>) -> Vec<u8> {
+        match key {
+            KeyValue::Ip(IpAddr::V4(v4)) => [&[4u8][..], &v4.octets()].concat(),
+            KeyValue::Ip(IpAddr::V6(v6)) => match v6.to_ipv4_mapped() {
+                Some(v4) => [&[4u8][..], &v4.octets()].concat(),
+                None => [&[6u8][..], &mask_v6(u128::from(v6), self.config.ipv6_prefix).to_be_bytes()].concat(),
+            },
+            KeyValue::Text(text) => [&[0u8][..], text.as_bytes()].concat(),
+        }
+    }
+
     /// Drop keys whose bucket is full again (idle clients) and give the
     /// memory back. Run periodically.
     pub fn prune(&self) {
@@ -213,7 +226,16 @@ mod tests {
 
     fn limiter(limit: u32, per: Duration, burst: u32, max_keys: usize) -> Limiter {
         Limiter::new(
-            RateLimit { name: "auth".into(), key: RateKey::ClientIp, limit, per, burst, max_keys, ipv6_prefix: 64 },
+            RateLimit {
+                name: "auth".into(),
+                key: RateKey::ClientIp,
+                limit,
+                per,
+                burst,
+                max_keys,
+                ipv6_prefix: 64,
+                store: config::LimitStore::Local,
+            },
             LimitCounters::unregistered(),
         )
     }

@@ -265,10 +265,12 @@ mod tests {
         let path = dir.join("portcullis.yaml");
         std::fs::write(&path, ONE_ROUTE).unwrap();
         let loaded = config::load(&path, config::Mode::Serve).unwrap();
-        let shared = Arc::new(Shared {
-            metrics: Arc::new(crate::metrics::Metrics::new()),
-            idp: Arc::new(crate::idp::IdpClient::new(tokio::runtime::Handle::current()).unwrap()),
-        });
+        let shared = Arc::new(Shared::new(
+            Arc::new(crate::metrics::Metrics::new()),
+            Arc::new(crate::idp::IdpClient::new(tokio::runtime::Handle::current()).unwrap()),
+            None,
+            config::RevocationSettings::default(),
+        ));
         let runtime = Runtime::build(loaded.config, None, &shared).unwrap();
         let current: Current = Arc::new(arc_swap::ArcSwap::from_pointee(runtime));
         let reloader = Arc::new(Reloader::new(path.clone(), Arc::clone(&current), shared));

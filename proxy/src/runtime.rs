@@ -21,11 +21,14 @@ use policy::RouteTable;
 use prometheus::IntCounter;
 
 use crate::auth::cache::TokenCache;
+use crate::auth::Revocations;
 use crate::auth::{AuthSettings, Authenticator, Challenges, IssuerState};
 use crate::idp::IdpClient;
 use crate::labels::NO_ROUTE;
 use crate::metrics::{status_class, Metrics, RouteMetrics};
 use crate::ratelimit::{LimitCounters, Limiter};
+use crate::store::revocations::RevocationBook;
+use crate::store::RedisStore;
 
 /// Where one upstream is, resolved when the configuration is applied (DNS
 /// is never on the request path; a reload re-resolves).
@@ -58,12 +61,33 @@ pub(crate) struct Runtime {
     unmatched_metrics: RouteMetrics,
     metrics: Arc<Metrics>,
     challenges: Challenges,
+    redis: Option<Arc<RedisStore>>,
+    revocation_book: Arc<RevocationBook>,
 }
 
 /// What runtimes are built with and share.
 pub(crate) struct Shared {
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) idp: Arc<IdpClient>,
+    /// The denylist every configuration checks, and the book it is built
+    /// from: revocations outlive reloads.
+    pub(crate) revocations: Arc<Revocations>,
+    pub(crate) revocation_book: Arc<RevocationBook>,
+    /// Redis, when `redis:` was configured at start.
+    pub(crate) redis: Option<Arc<RedisStore>>,
+}
+
+impl Shared {
+    pub(crate) fn new(
+        metrics: Arc<Metrics>,
+        idp: Arc<IdpClient>,
+        redis: Option<Arc<RedisStore>>,
+        revocation: config::RevocationSettings,
+    ) -> Shared {
+        let revocations = Revocations::new();
+        let revocation_book = RevocationBook::new(Arc::clone(&revocations), revocation, Arc::clone(&metrics));
+        Shared { metrics, idp, revocations, revocation_book, redis }
+    }
 }
 
 static GENERATION: AtomicU64 = AtomicU64::new(0);
@@ -81,6 +105,7 @@ impl Runtime {
             tokens: &config.tokens,
             cache: carry_token_cache(&config, previous),
             cache_ttl: config.token_cache.ttl,
+            revocations: Arc::clone(&shared.revocations),
         };
         let auth = Authenticator::new(settings, Arc::clone(&shared.idp), Arc::clone(&shared.metrics))
             .with_api_keys(config.api_keys.as_ref());
@@ -90,6 +115,13 @@ impl Runtime {
             .map(|h| HeaderName::from_bytes(h.name.as_bytes()).context("identity header name"))
             .collect::<anyhow::Result<Vec<_>>>()?;
         let limiters = carry_limiters(&config, previous, &shared.metrics);
+        if let Some(store) = &shared.redis {
+            if config.redis.as_ref() != Some(store.settings()) {
+                tracing::warn!("the 'redis' section changed; the connection made at start stays until a restart");
+            }
+        } else if config.redis.is_some() {
+            tracing::warn!("'redis' was added; it takes effect at the next restart (limits stay local until then)");
+        }
         let route_metrics = routes.routes().iter().map(|route| RouteMetrics::new(&route.name)).collect();
         Ok(Runtime {
             generation: GENERATION.fetch_add(1, Ordering::Relaxed) + 1,
@@ -102,6 +134,8 @@ impl Runtime {
             upstreams,
             identity_headers,
             limiters,
+            redis: shared.redis.clone(),
+            revocation_book: Arc::clone(&shared.revocation_book),
             config,
         })
     }
@@ -160,6 +194,15 @@ impl Runtime {
             Some(index) => self.config.route_cors.get(index).and_then(Option::as_deref),
             None => self.config.cors.as_deref(),
         }
+    }
+
+    /// Redis, for limits with `store: redis` (`None` without `redis:`).
+    pub(crate) fn redis(&self) -> Option<&RedisStore> {
+        self.redis.as_deref()
+    }
+
+    pub(crate) fn revocation_book(&self) -> &RevocationBook {
+        &self.revocation_book
     }
 
     pub(crate) fn challenges(&self) -> &Challenges {

@@ -22,6 +22,7 @@ use crate::idp::IdpClient;
 use crate::metrics::Metrics;
 use crate::reload::Reloader;
 use crate::runtime::{Current, Runtime, Shared};
+use crate::store::RedisStore;
 
 /// How often idle rate-limit keys are pruned and gauges refreshed.
 const HOUSEKEEPING_INTERVAL: Duration = Duration::from_secs(30);
@@ -47,10 +48,33 @@ pub fn serve(launch: Launch) -> anyhow::Result<()> {
         .build()
         .context("starting the IdP runtime")?;
     let metrics = Arc::new(Metrics::new());
-    let shared = Arc::new(Shared {
-        metrics: Arc::clone(&metrics),
-        idp: Arc::new(IdpClient::new(idp_runtime.handle().clone())?),
-    });
+    // Redis gets a runtime of its own too: its I/O never runs on the
+    // request threads, and a slow Redis cannot stall the IdP client.
+    let redis_runtime = match &config.redis {
+        Some(_) => Some(
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .thread_name("portcullis-redis")
+                .enable_all()
+                .build()
+                .context("starting the Redis runtime")?,
+        ),
+        None => None,
+    };
+    let redis = config
+        .redis
+        .clone()
+        .zip(redis_runtime.as_ref())
+        .map(|(settings, runtime)| RedisStore::start(settings, runtime.handle().clone(), Arc::clone(&metrics)));
+    let shared = Arc::new(Shared::new(
+        Arc::clone(&metrics),
+        Arc::new(IdpClient::new(idp_runtime.handle().clone())?),
+        redis.clone(),
+        config.revocation.clone(),
+    ));
+    if let Some(store) = &redis {
+        store.handle().spawn(crate::store::revocations::follow(Arc::clone(store), Arc::clone(&shared.revocation_book)));
+    }
     let listen = config.listen;
     let admin_listen = config.admin_listen;
     // Pingora binds inside a service thread and only panics there when an
@@ -115,6 +139,10 @@ pub fn serve(launch: Launch) -> anyhow::Result<()> {
     spawn_drain_watch(Arc::clone(&stopping), in_flight, grace);
     server.run(RunArgs { shutdown_signal: Box::new(Signals { stopping }) });
     drop(idp_runtime);
+    drop(redis);
+    if let Some(runtime) = redis_runtime {
+        runtime.shutdown_background();
+    }
     tracing::info!("portcullis stopped");
     Ok(())
 }
@@ -182,7 +210,7 @@ fn spawn_drain_watch(stopping: Arc<AtomicBool>, in_flight: Arc<AtomicUsize>, gra
         .unwrap_or_else(|e| tracing::warn!(error = %e, "no drain watcher; shutdown waits the full grace period"));
 }
 
-/// Periodic upkeep: prune idle rate-limit keys.
+/// Periodic upkeep: prune idle rate-limit keys and expired revocations.
 struct Housekeeping {
     current: Current,
 }
@@ -199,6 +227,7 @@ impl BackgroundService for Housekeeping {
                     for limiter in runtime.limiters() {
                         limiter.prune();
                     }
+                    runtime.revocation_book().prune();
                 }
             }
         }

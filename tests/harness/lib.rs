@@ -10,6 +10,7 @@
 //! - [`keys`]: signing keys and token minting, including forged tokens.
 //! - [`proxy`]: starting, reloading, signalling and stopping the binary.
 //! - [`oidc`]: the `oidc-provider` OpenID provider from `tests/idp`.
+//! - [`redis`]: real `redis-server` processes, standalone and a cluster.
 //! - [`fixtures`]: the standard world most tests start from.
 //! - [`config`]: the standard configuration as a builder, for tests that
 //!   change part of it.
@@ -22,6 +23,7 @@ pub mod fixtures;
 pub mod keys;
 pub mod oidc;
 pub mod proxy;
+pub mod redis;
 pub mod servers;
 
 use std::net::{SocketAddr, TcpListener};

@@ -63,6 +63,71 @@ pub struct Config {
     /// Each route's CORS policy (same index as `routes`): its own, or the
     /// main file's; `None`: the proxy does not handle CORS there.
     pub route_cors: Vec<Option<Arc<CorsPolicy>>>,
+    /// Redis, for state shared by replicas; `None`: every replica alone.
+    pub redis: Option<RedisSettings>,
+    pub revocation: RevocationSettings,
+    /// Bearer secret of the admin listener's write endpoints; `None`: they
+    /// are refused.
+    pub admin_token: Option<Secret>,
+}
+
+/// How to reach Redis (or Valkey: same protocol).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RedisSettings {
+    pub mode: RedisMode,
+    /// `redis://` or `rediss://` URLs: the server, the cluster's seed nodes,
+    /// or the Sentinels. Without credentials (those come from `username`
+    /// and `password`).
+    pub urls: Vec<String>,
+    pub username: Option<String>,
+    pub password: Option<Secret>,
+    /// PEM CA bundle for `rediss://` with a private CA.
+    pub ca_file: Option<PathBuf>,
+    /// Prepended to every key and channel.
+    pub key_prefix: String,
+    pub connect_timeout: Duration,
+    /// No request waits longer than this for Redis.
+    pub command_timeout: Duration,
+    /// HMAC key for every stored key: no raw username, address or header
+    /// value is ever written to Redis.
+    pub hash_key: Secret,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RedisMode {
+    Standalone,
+    Cluster,
+    /// Sentinels that name the current master `master_name`.
+    Sentinel {
+        master_name: String,
+    },
+}
+
+impl RedisMode {
+    pub fn name(&self) -> &'static str {
+        match self {
+            RedisMode::Standalone => "standalone",
+            RedisMode::Cluster => "cluster",
+            RedisMode::Sentinel { .. } => "sentinel",
+        }
+    }
+}
+
+/// Token revocation bounds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RevocationSettings {
+    /// The longest lifetime of any token: a subject revocation ("every
+    /// token issued before T") is kept until T plus this, when every token
+    /// it covers has expired.
+    pub max_token_lifetime: Duration,
+    /// Most revocations held (each replica holds them all in memory).
+    pub max_entries: usize,
+}
+
+impl Default for RevocationSettings {
+    fn default() -> RevocationSettings {
+        RevocationSettings { max_token_lifetime: Duration::from_secs(24 * 3600), max_entries: 100_000 }
+    }
 }
 
 /// Headers that make common upstream frameworks (Symfony, Laravel, Rails,
@@ -286,6 +351,37 @@ pub struct RateLimit {
     pub max_keys: usize,
     /// IPv6 clients are keyed by this prefix length.
     pub ipv6_prefix: u8,
+    pub store: LimitStore,
+}
+
+/// Where a limit's state lives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum LimitStore {
+    /// This process (each replica counts alone).
+    Local,
+    /// Redis, shared by every replica; `on_error` when it fails.
+    Redis { on_error: StoreErrorPolicy },
+}
+
+/// What a Redis-backed limit does when Redis fails or is too slow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum StoreErrorPolicy {
+    /// This replica's local limiter decides.
+    Local,
+    /// Let the request through.
+    Allow,
+    /// Refuse it (503).
+    Deny,
+}
+
+impl StoreErrorPolicy {
+    pub fn name(self) -> &'static str {
+        match self {
+            StoreErrorPolicy::Local => "local",
+            StoreErrorPolicy::Allow => "allow",
+            StoreErrorPolicy::Deny => "deny",
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

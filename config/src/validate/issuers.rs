@@ -170,7 +170,7 @@ impl Validator<'_> {
     }
 
     /// Read a secret from the environment; never echo its value.
-    fn secret(&self, env: &Text, r: &mut Reporter<'_>) -> Option<Secret> {
+    pub(super) fn secret(&self, env: &Text, r: &mut Reporter<'_>) -> Option<Secret> {
         if !is_env_name(&env.value) {
             r.error(env, format!("'{}' is not an environment variable name", env.value));
             return None;

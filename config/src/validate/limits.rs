@@ -9,20 +9,24 @@ use serde_saphyr::Spanned;
 use super::values::{bounded, duration, is_name, is_token_byte, positive_duration};
 use crate::diag::Reporter;
 use crate::file::{OrderedMap, RateLimitFile, Text, TokenCacheFile, TokensFile};
-use crate::model::{RateKey, RateLimit, TokenCacheSettings, TokenSettings};
+use crate::model::{LimitStore, RateKey, RateLimit, StoreErrorPolicy, TokenCacheSettings, TokenSettings};
 
 const DEFAULT_MAX_TOKEN_BYTES: u64 = 8 * 1024;
 const MAX_MAX_TOKEN_BYTES: u64 = 64 * 1024;
 const DEFAULT_TOKEN_CACHE_ENTRIES: u64 = 100_000;
 const DEFAULT_RATE_LIMIT_KEYS: u64 = 100_000;
 
-pub(super) fn rate_limits(file: Option<OrderedMap<RateLimitFile>>, r: &mut Reporter<'_>) -> Vec<RateLimit> {
+pub(super) fn rate_limits(
+    file: Option<OrderedMap<RateLimitFile>>,
+    redis_configured: bool,
+    r: &mut Reporter<'_>,
+) -> Vec<RateLimit> {
     let mut out = Vec::new();
     for (name, limit) in file.map(|m| m.0).unwrap_or_default() {
         if !is_name(&name.value) {
             r.error(&name, "rate limit name must be letters, digits, '-' or '_'");
         }
-        if let Some(built) = rate_limit(name.value, &limit, r) {
+        if let Some(built) = rate_limit(name.value, &limit, redis_configured, r) {
             out.push(built);
         }
     }
@@ -30,7 +34,7 @@ pub(super) fn rate_limits(file: Option<OrderedMap<RateLimitFile>>, r: &mut Repor
 }
 
 /// One rate limit; `None` when a part of it that has no safe default is invalid.
-fn rate_limit(name: String, limit: &RateLimitFile, r: &mut Reporter<'_>) -> Option<RateLimit> {
+fn rate_limit(name: String, limit: &RateLimitFile, redis_configured: bool, r: &mut Reporter<'_>) -> Option<RateLimit> {
     let key = rate_key(&limit.key, r);
     let count = match limit.limit.value {
         0 => {
@@ -60,7 +64,43 @@ fn rate_limit(name: String, limit: &RateLimitFile, r: &mut Reporter<'_>) -> Opti
         Some(p) => p.value,
         None => 64,
     };
-    Some(RateLimit { name, key: key?, limit: count?, per: per?, burst: burst?, max_keys, ipv6_prefix })
+    let store = store(limit, redis_configured, r);
+    Some(RateLimit { name, key: key?, limit: count?, per: per?, burst: burst?, max_keys, ipv6_prefix, store: store? })
+}
+
+/// `store` and `on_store_error`.
+fn store(limit: &RateLimitFile, redis_configured: bool, r: &mut Reporter<'_>) -> Option<LimitStore> {
+    let on_error = match &limit.on_store_error {
+        None => Some(StoreErrorPolicy::Local),
+        Some(text) => match text.value.as_str() {
+            "local" => Some(StoreErrorPolicy::Local),
+            "allow" => Some(StoreErrorPolicy::Allow),
+            "deny" => Some(StoreErrorPolicy::Deny),
+            other => {
+                r.error(text, format!("'{other}' is not one of: local, allow, deny"));
+                None
+            }
+        },
+    };
+    match limit.store.as_ref().map(|s| (s, s.value.as_str())) {
+        None | Some((_, "local")) => {
+            if let Some(text) = &limit.on_store_error {
+                r.error(text, "on_store_error is only for store: redis");
+            }
+            Some(LimitStore::Local)
+        }
+        Some((text, "redis")) => {
+            if !redis_configured {
+                r.error(text, "store: redis needs a 'redis:' section");
+                return None;
+            }
+            on_error.map(|on_error| LimitStore::Redis { on_error })
+        }
+        Some((text, other)) => {
+            r.error(text, format!("'{other}' is not one of: local, redis"));
+            None
+        }
+    }
 }
 
 fn rate_key(text: &Text, r: &mut Reporter<'_>) -> Option<RateKey> {

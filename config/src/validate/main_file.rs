@@ -12,6 +12,7 @@ use serde_saphyr::Spanned;
 use super::api_keys::api_keys;
 use super::cors::cors;
 use super::limits::{rate_limits, token_cache, tokens};
+use super::redis::revocation;
 use super::values::{cidr, claim_path, is_name, is_quotable, is_token_byte, one_of, positive_duration};
 use super::values::{duration, socket_addr, upstream_url};
 use super::{resolve, Names, Validator};
@@ -76,8 +77,12 @@ impl Validator<'_> {
         let declared_issuers = issuer_files.iter().map(|i| i.value.name.value.clone()).collect();
         let issuers = self.issuers(issuer_files, r);
         let identity_headers = identity_headers(file.identity_headers, r);
+        let base = r.file.parent().map(std::path::Path::to_path_buf).unwrap_or_default();
+        let redis = self.redis(file.redis.as_ref(), &base, r);
+        let revocation = revocation(file.revocation.as_ref(), r);
+        let admin_token = self.admin_token(file.admin_token_env.as_ref(), r);
         let declared_limits = declared(file.rate_limits.as_ref());
-        let rate_limits = rate_limits(file.rate_limits, r);
+        let rate_limits = rate_limits(file.rate_limits, file.redis.is_some(), r);
         let (api_keys, key_globs) = api_keys(file.api_keys, &identity_headers, r);
         let cors = file.cors.as_ref().and_then(|section| {
             if section.value.allow_origins.is_empty() {
@@ -115,6 +120,9 @@ impl Validator<'_> {
             route_overrides: Vec::new(),
             cors,
             route_cors: Vec::new(),
+            redis,
+            revocation,
+            admin_token,
         };
         let (routes, policy_globs) = (file.routes.unwrap_or_default(), file.policy_files.unwrap_or_default());
         MainFile { config, issuers, routes, policy_globs, key_globs, names }

@@ -3,7 +3,7 @@
 //! One module a section: `main_file` (top-level settings, upstreams, identity
 //! headers, and the order they are checked in), `issuers`, `routes` (of the
 //! main file and of policy files), `limits` (rate limits, token and cache
-//! bounds), `api_keys` (the section and the key files), `cors` and `values` (the
+//! bounds), `api_keys` (the section and the key files), `cors`, `redis` (with revocation and the admin token) and `values` (the
 //! typed scalars they all share). Here: what the
 //! sections share, and the warnings that need the whole configuration.
 
@@ -13,6 +13,7 @@ mod cors;
 mod issuers;
 mod limits;
 mod main_file;
+mod redis;
 mod routes;
 mod values;
 
@@ -35,6 +36,13 @@ pub type EnvLookup<'a> = &'a dyn Fn(&str) -> Option<String>;
 pub(crate) struct Validator<'a> {
     pub mode: Mode,
     pub env: EnvLookup<'a>,
+}
+
+impl Validator<'_> {
+    /// Serving (every secret must be present), not `check`.
+    fn serving(&self) -> bool {
+        matches!(self.mode, Mode::Serve)
+    }
 }
 
 /// What the main file declares that routes refer to, by name. `None` marks a

@@ -70,6 +70,8 @@ mod tests {
             issuer_uid: 1,
             key_id: None,
             subject: Some(format!("user-{n}").into()),
+            jti: None,
+            issued_at: None,
             scopes: ScopeSet::default(),
             headers: Box::new([]),
             valid_until: u64::MAX,

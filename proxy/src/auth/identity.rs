@@ -19,6 +19,10 @@ pub struct Identity {
     /// Fingerprint of the verifying key; `None` for HMAC and introspection.
     pub key_id: Option<u64>,
     pub subject: Option<Box<str>>,
+    /// `jti` (an API key's id), for revocations by token id.
+    pub jti: Option<Box<str>>,
+    /// `iat`, for revocations of a subject's older tokens.
+    pub issued_at: Option<u64>,
     pub scopes: ScopeSet,
     /// Identity-header values by index into the runtime's header list.
     pub headers: Box<[(u16, HeaderValue)]>,
@@ -82,6 +86,8 @@ impl IdentityMaker {
             })
             .collect();
         let subject = claims.get("sub").and_then(Value::as_str).map(Into::into);
+        let jti = claims.get("jti").and_then(Value::as_str).map(Into::into);
+        let issued_at = claims.get("iat").and_then(|iat| iat.as_u64().or_else(|| iat.as_f64().map(|f| f as u64)));
         let condition_values =
             self.condition_claims.iter().map(|path| claims::lookup(claims, path).map(condition_value)).collect();
         Identity {
@@ -89,6 +95,8 @@ impl IdentityMaker {
             issuer_uid,
             key_id: verified.key_id,
             subject,
+            jti,
+            issued_at,
             scopes,
             headers,
             valid_until: verified.valid_until,
@@ -100,18 +108,22 @@ impl IdentityMaker {
 /// The issuer of API key identities: past every configured issuer, so no
 /// route's `issuers` list contains it.
 pub(crate) const API_KEY_ISSUER: IssuerId = IssuerId(usize::MAX);
+/// The `iss` claim of API key identities.
+pub(crate) const API_KEY_ISS: &str = "api_key";
 
 /// What an API key stands for, as claims: `sub` (the entry's subject),
 /// `scope` (its scopes, space-separated), `iss` (the fixed label `api_key`,
-/// never a URL, so it cannot be mistaken for an IdP) and `api_key_id` (the
-/// entry's id). Identity headers and claim conditions read these; any other
+/// never a URL, so it cannot be mistaken for an IdP), and `api_key_id` and
+/// `jti` (the entry's id: a key is revoked by its id like a token by its
+/// `jti`). Identity headers and claim conditions read these; any other
 /// claim is absent.
 pub(crate) fn api_key_claims(key: &ApiKey) -> Map<String, Value> {
     let mut claims = Map::new();
     claims.insert("sub".to_owned(), Value::String(key.subject.clone()));
     claims.insert("scope".to_owned(), Value::String(key.scopes.join(" ")));
-    claims.insert("iss".to_owned(), Value::String("api_key".to_owned()));
+    claims.insert("iss".to_owned(), Value::String(API_KEY_ISS.to_owned()));
     claims.insert("api_key_id".to_owned(), Value::String(key.id.clone()));
+    claims.insert("jti".to_owned(), Value::String(key.id.clone()));
     claims
 }
 

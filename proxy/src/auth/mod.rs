@@ -11,6 +11,7 @@ mod challenge;
 mod identity;
 pub(crate) mod introspect;
 mod issuer;
+pub(crate) mod revocation;
 pub(crate) mod source;
 
 use std::sync::Arc;
@@ -27,8 +28,9 @@ pub(crate) use challenge::{Challenges, Scheme};
 pub(crate) use identity::condition_value;
 pub use identity::Identity;
 use identity::IdentityMaker;
-pub(crate) use identity::API_KEY_ISSUER;
+pub(crate) use identity::{API_KEY_ISS, API_KEY_ISSUER};
 pub use issuer::IssuerState;
+pub use revocation::Revocations;
 use source::{CredentialKind, PresentationError, Presented, Sources, Verifier};
 
 /// Why a credential was not accepted.
@@ -53,6 +55,8 @@ pub struct AuthSettings<'c> {
     pub tokens: &'c TokenSettings,
     pub cache: Arc<TokenCache>,
     pub cache_ttl: Duration,
+    /// The process's denylist (shared by every configuration).
+    pub revocations: Arc<Revocations>,
 }
 
 /// Turns credentials into identities under one configuration.
@@ -60,6 +64,7 @@ pub struct Authenticator {
     sources: Sources,
     verifier: Verifier,
     cache: Arc<TokenCache>,
+    revocations: Arc<Revocations>,
 }
 
 impl Authenticator {
@@ -72,7 +77,7 @@ impl Authenticator {
             metrics,
             cache_ttl: settings.cache_ttl,
         };
-        Authenticator { sources, verifier, cache: settings.cache }
+        Authenticator { sources, verifier, cache: settings.cache, revocations: settings.revocations }
     }
 
     /// With the configured API keys (none when `None`).
@@ -121,6 +126,42 @@ impl Authenticator {
     /// once, with no cached identity outliving it.
     pub(crate) async fn authenticate(&self, presented: Presented<'_>) -> (Result<Arc<Identity>, AuthError>, AuthPath) {
         let digest = cache::digest(presented.secret);
+        let (result, path) = self.authenticate_digest(presented, &digest).await;
+        match result {
+            // Revocations apply to cached identities too: checked on every
+            // request, in memory.
+            Ok(identity) if self.revoked(&identity, &digest) => {
+                self.verifier.metrics.revoked_requests.inc();
+                let why = if identity.issuer == API_KEY_ISSUER {
+                    AuthError::InvalidApiKey("the API key has been revoked")
+                } else {
+                    AuthError::InvalidToken("the token has been revoked")
+                };
+                (Err(why), AuthPath::Rejected)
+            }
+            other => (other, path),
+        }
+    }
+
+    /// Whether the denylist covers this credential (free while it is empty).
+    fn revoked(&self, identity: &Identity, digest: &cache::TokenDigest) -> bool {
+        let list = self.revocations.load();
+        if list.is_empty() {
+            return false;
+        }
+        let iss = match identity.issuer {
+            API_KEY_ISSUER => API_KEY_ISS,
+            id => self.verifier.issuers.get(id.0).map_or("", |state| state.config().issuer.as_str()),
+        };
+        list.revokes(identity, iss, digest)
+    }
+
+    async fn authenticate_digest(
+        &self,
+        presented: Presented<'_>,
+        digest: &cache::TokenDigest,
+    ) -> (Result<Arc<Identity>, AuthError>, AuthPath) {
+        let digest = *digest;
         if presented.kind == CredentialKind::ApiKey {
             let (result, path) = self.sources.authenticate(&self.verifier, presented, &digest).await;
             return match result {

@@ -5,14 +5,14 @@
 
 use std::net::IpAddr;
 
-use config::RateKey;
+use config::{LimitStore, RateKey, StoreErrorPolicy};
 use pingora::prelude::Session;
 use policy::Route;
 
 use super::body;
 use super::respond::Denied;
 use crate::auth::Identity;
-use crate::ratelimit::{KeyValue, Limiter};
+use crate::ratelimit::{KeyValue, Limiter, Refusal};
 use crate::runtime::Runtime;
 
 /// The route's client-address, header and form-field limits.
@@ -35,28 +35,28 @@ pub(crate) async fn before_authentication(
                     .unwrap_or_default();
                 // Without the field, the client address stands in.
                 if values.is_empty() {
-                    enforce(limiter, client_key(client_ip))?;
+                    enforce(runtime, limiter, client_key(client_ip)).await?;
                 }
                 for value in &values {
-                    enforce(limiter, KeyValue::Text(value))?;
+                    enforce(runtime, limiter, KeyValue::Text(value)).await?;
                 }
             }
             RateKey::Header(name) => {
                 let value = session.req_header().headers.get(name.as_str()).and_then(|v| v.to_str().ok());
-                enforce(limiter, value.map_or(client_key(client_ip), KeyValue::Text))?;
+                enforce(runtime, limiter, value.map_or(client_key(client_ip), KeyValue::Text)).await?;
             }
-            RateKey::ClientIp => enforce(limiter, client_key(client_ip))?,
+            RateKey::ClientIp => enforce(runtime, limiter, client_key(client_ip)).await?,
         }
     }
     Ok(())
 }
 
 /// The route's `subject` limits, for an authenticated identity.
-pub(crate) fn by_subject(runtime: &Runtime, route: &Route, identity: &Identity) -> Result<(), Denied> {
+pub(crate) async fn by_subject(runtime: &Runtime, route: &Route, identity: &Identity) -> Result<(), Denied> {
     let subject = identity.subject.as_deref().unwrap_or("");
     for limiter in route.rate_limits.iter().filter_map(|&i| runtime.limiter(i)) {
         if limiter.config.key == RateKey::Subject {
-            enforce(limiter, KeyValue::Text(subject))?;
+            enforce(runtime, limiter, KeyValue::Text(subject)).await?;
         }
     }
     Ok(())
@@ -68,9 +68,49 @@ fn client_key(client_ip: Option<IpAddr>) -> KeyValue<'static> {
     client_ip.map_or(KeyValue::Text(""), KeyValue::Ip)
 }
 
-fn enforce(limiter: &Limiter, key: KeyValue<'_>) -> Result<(), Denied> {
-    limiter.check(key).map_err(|refusal| {
+/// Count the request against `limiter`: in Redis for `store: redis`
+/// (falling back as `on_store_error` says when Redis fails), else here.
+async fn enforce(runtime: &Runtime, limiter: &Limiter, key: KeyValue<'_>) -> Result<(), Denied> {
+    let decision = match (limiter.config.store, runtime.redis()) {
+        (LimitStore::Redis { on_error }, Some(store)) => match store.check_limit(limiter, key).await {
+            Ok(decision) => {
+                count(runtime, limiter, "redis", &decision);
+                decision
+            }
+            Err(_) => match on_error {
+                StoreErrorPolicy::Local => {
+                    let decision = limiter.check(key);
+                    count(runtime, limiter, "local", &decision);
+                    decision
+                }
+                StoreErrorPolicy::Allow => {
+                    runtime
+                        .metrics()
+                        .rate_limit_decisions
+                        .with_label_values(&[limiter.name(), "none", "allowed"])
+                        .inc();
+                    Ok(())
+                }
+                StoreErrorPolicy::Deny => {
+                    runtime
+                        .metrics()
+                        .rate_limit_decisions
+                        .with_label_values(&[limiter.name(), "none", "refused"])
+                        .inc();
+                    return Err(Denied::limit_unavailable(limiter.name()));
+                }
+            },
+        },
+        _ => limiter.check(key),
+    };
+    decision.map_err(|refusal| {
         limiter.rejected.inc();
         Denied::rate_limited(limiter.name(), limiter.policy_header(), refusal.retry_after)
     })
+}
+
+/// `portcullis_rate_limit_decisions_total` for a Redis-backed limit.
+fn count(runtime: &Runtime, limiter: &Limiter, store: &str, decision: &Result<(), Refusal>) {
+    let result = if decision.is_ok() { "allowed" } else { "refused" };
+    runtime.metrics().rate_limit_decisions.with_label_values(&[limiter.name(), store, result]).inc();
 }

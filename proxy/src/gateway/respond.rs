@@ -216,6 +216,16 @@ impl Denied {
         )
     }
 
+    /// A `store: redis` limit with `on_store_error: deny` while Redis
+    /// fails: 503, the limit cannot be checked.
+    pub(crate) fn limit_unavailable(limit: &str) -> Denied {
+        Denied::new(
+            Outcome::LimitUnavailable,
+            Rejection::new(503, "temporarily_unavailable", format!("the rate limit '{limit}' cannot be checked now"))
+                .retry_after(1),
+        )
+    }
+
     /// The answer to a failure to proxy, given the outcome so far; `None`
     /// when the client is gone and nothing can be sent.
     pub(crate) fn proxy_failure(error: &Error, so_far: Outcome) -> Option<Denied> {

@@ -36,6 +36,7 @@ fn known_label_values(metric: &str, label: &str) -> Option<&'static [&'static st
             "claim_not_met",
             "no_route",
             "rate_limited",
+            "limit_unavailable",
             "preflight",
             "cors_refused",
             "bad_request",
@@ -336,7 +337,7 @@ mod tests {
             problems(r#"portcullis_requests_total{decision="allowed"}"#),
             ["test: portcullis_requests_total{decision=\"allowed\"}: \"allowed\" is not a value portcullis uses \
              ([\"public\", \"allow\", \"unauthenticated\", \"invalid_token\", \"invalid_api_key\", \"issuer_unavailable\", \
-             \"issuer_not_accepted\", \"insufficient_scope\", \"claim_not_met\", \"no_route\", \"rate_limited\", \"preflight\", \
+             \"issuer_not_accepted\", \"insufficient_scope\", \"claim_not_met\", \"no_route\", \"rate_limited\", \"limit_unavailable\", \"preflight\", \
              \"cors_refused\", \"bad_request\", \"upstream_error\"])"]
         );
         // Regular expressions are checked only where an alternative is a literal word.

@@ -1,0 +1,396 @@
+//! State shared by replicas, in Redis (or Valkey): rate limits with
+//! `store: redis` (`limits`) and the revocation denylist (`revocations`).
+//!
+//! One connection per process, on a Tokio runtime of its own (like the IdP
+//! client), so Pingora's request threads never run Redis I/O. A request
+//! waits for Redis at most `command_timeout`; after repeated failures a
+//! breaker skips Redis for a short while, so a dead Redis costs a request
+//! nothing. Every key is an HMAC of what it stands for: no username,
+//! address or header value is ever written to Redis.
+
+pub(crate) mod limits;
+pub(crate) mod revocations;
+
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwapOption;
+use aws_lc_rs::hmac;
+use config::{RedisMode, RedisSettings};
+use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
+use redis::cluster::ClusterClientBuilder;
+use redis::cluster_async::ClusterConnection;
+use redis::{Client, Cmd, IntoConnectionInfo, Pipeline, RedisFuture, RedisResult, Value};
+use tokio::runtime::Handle;
+use tokio::sync::Notify;
+
+use crate::metrics::Metrics;
+
+/// Consecutive failures that open the breaker.
+const BREAKER_THRESHOLD: u32 = 3;
+/// How long the open breaker skips Redis before trying again.
+const BREAKER_OPEN: Duration = Duration::from_secs(2);
+/// First and longest wait between connection attempts.
+const RECONNECT_MIN: Duration = Duration::from_millis(250);
+const RECONNECT_MAX: Duration = Duration::from_secs(5);
+
+/// Why Redis did not answer.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum StoreError {
+    #[error("not connected to Redis")]
+    NotConnected,
+    #[error("Redis calls are paused after repeated failures")]
+    BreakerOpen,
+    #[error("Redis did not answer within the command timeout")]
+    Timeout,
+    #[error("Redis: {0}")]
+    Command(String),
+}
+
+impl StoreError {
+    fn label(&self) -> &'static str {
+        match self {
+            StoreError::NotConnected | StoreError::BreakerOpen => "skipped",
+            StoreError::Timeout => "timeout",
+            StoreError::Command(_) => "error",
+        }
+    }
+}
+
+/// A connection in any mode; clones share it.
+#[derive(Clone)]
+pub(crate) enum Connection {
+    Single(ConnectionManager),
+    Cluster(ClusterConnection),
+    /// The master the Sentinels named when this connection was made.
+    Sentinel(MultiplexedConnection),
+}
+
+impl ConnectionLike for Connection {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Connection::Single(c) => c.req_packed_command(cmd),
+            Connection::Cluster(c) => c.req_packed_command(cmd),
+            Connection::Sentinel(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Connection::Single(c) => c.req_packed_commands(pipeline, offset, count),
+            Connection::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
+            Connection::Sentinel(c) => c.req_packed_commands(pipeline, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Connection::Single(c) => c.get_db(),
+            Connection::Cluster(c) => c.get_db(),
+            Connection::Sentinel(c) => c.get_db(),
+        }
+    }
+}
+
+/// The process's Redis: connection, breaker, key hashing.
+pub(crate) struct RedisStore {
+    settings: RedisSettings,
+    handle: Handle,
+    connection: ArcSwapOption<Connection>,
+    /// Asks the connection task to connect again (Sentinel failover).
+    reconnect: Notify,
+    hash_key: hmac::Key,
+    breaker: Breaker,
+    metrics: Arc<Metrics>,
+}
+
+impl RedisStore {
+    /// Start connecting on `handle`'s runtime; an unreachable Redis is
+    /// retried in the background, never an error here.
+    pub(crate) fn start(settings: RedisSettings, handle: Handle, metrics: Arc<Metrics>) -> Arc<RedisStore> {
+        let hash_key = hmac::Key::new(hmac::HMAC_SHA256, settings.hash_key.expose());
+        let store = Arc::new(RedisStore {
+            settings,
+            handle: handle.clone(),
+            connection: ArcSwapOption::empty(),
+            reconnect: Notify::new(),
+            hash_key,
+            breaker: Breaker::default(),
+            metrics,
+        });
+        handle.spawn(keep_connected(Arc::clone(&store)));
+        store
+    }
+
+    pub(crate) fn settings(&self) -> &RedisSettings {
+        &self.settings
+    }
+
+    pub(crate) fn handle(&self) -> &Handle {
+        &self.handle
+    }
+
+    pub(crate) fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// Whether a connection has been made (and not given up).
+    pub(crate) fn connected(&self) -> bool {
+        self.connection.load().is_some()
+    }
+
+    /// Connected, and the breaker is closed.
+    pub(crate) fn available(&self) -> bool {
+        self.connected() && !self.breaker.is_open()
+    }
+
+    /// A key under the prefix: `kind:` and the HMAC of `parts` (each
+    /// length-prefixed, so no two different part lists share a key).
+    pub(crate) fn hashed_key(&self, kind: &str, parts: &[&[u8]]) -> String {
+        let mut context = hmac::Context::with_key(&self.hash_key);
+        for part in parts {
+            context.update(&(part.len() as u64).to_be_bytes());
+            context.update(part);
+        }
+        let tag = context.sign();
+        let mut key = format!("{}{kind}:", self.settings.key_prefix);
+        for byte in &tag.as_ref()[..16] {
+            key.push_str(&format!("{byte:02x}"));
+        }
+        key
+    }
+
+    /// A plain key under the prefix (the revocation set and channel).
+    pub(crate) fn key(&self, name: &str) -> String {
+        format!("{}{name}", self.settings.key_prefix)
+    }
+
+    /// Run `operation` on the Redis runtime within the command timeout,
+    /// counting it and feeding the breaker.
+    pub(crate) async fn run<T, F, Fut>(&self, operation: &'static str, command: F) -> Result<T, StoreError>
+    where
+        F: FnOnce(Connection) -> Fut,
+        Fut: Future<Output = RedisResult<T>> + Send + 'static,
+        T: Send + 'static,
+    {
+        self.run_within(operation, self.settings.command_timeout, command).await
+    }
+
+    /// [`Self::run`] with another timeout (background work that reads a
+    /// whole set, off the request path).
+    pub(crate) async fn run_within<T, F, Fut>(
+        &self,
+        operation: &'static str,
+        timeout: Duration,
+        command: F,
+    ) -> Result<T, StoreError>
+    where
+        F: FnOnce(Connection) -> Fut,
+        Fut: Future<Output = RedisResult<T>> + Send + 'static,
+        T: Send + 'static,
+    {
+        let started = Instant::now();
+        let result = self.attempt(timeout, command).await;
+        self.metrics.redis_duration.with_label_values(&[operation]).observe(started.elapsed().as_secs_f64());
+        let label = match &result {
+            Ok(_) => "ok",
+            Err(error) => error.label(),
+        };
+        self.metrics.redis_commands.with_label_values(&[operation, label]).inc();
+        match &result {
+            Ok(_) => self.breaker.succeeded(&self.metrics),
+            Err(StoreError::BreakerOpen | StoreError::NotConnected) => {}
+            Err(error) => {
+                self.breaker.failed(error, &self.metrics);
+                if matches!(self.settings.mode, RedisMode::Sentinel { .. }) {
+                    self.reconnect.notify_one();
+                }
+            }
+        }
+        result
+    }
+
+    async fn attempt<T, F, Fut>(&self, timeout: Duration, command: F) -> Result<T, StoreError>
+    where
+        F: FnOnce(Connection) -> Fut,
+        Fut: Future<Output = RedisResult<T>> + Send + 'static,
+        T: Send + 'static,
+    {
+        if self.breaker.is_open() {
+            return Err(StoreError::BreakerOpen);
+        }
+        let Some(connection) = self.connection.load_full() else { return Err(StoreError::NotConnected) };
+        let mut task = self.handle.spawn(command((*connection).clone()));
+        let outcome = tokio::time::timeout(timeout, &mut task).await;
+        match outcome {
+            Ok(Ok(Ok(value))) => Ok(value),
+            Ok(Ok(Err(error))) => Err(StoreError::Command(error.to_string())),
+            Ok(Err(join)) => Err(StoreError::Command(join.to_string())),
+            Err(_) => {
+                task.abort();
+                Err(StoreError::Timeout)
+            }
+        }
+    }
+
+    /// A client for one node: the server, a cluster node or (for pub/sub)
+    /// the master; with the configured credentials and CA.
+    pub(crate) fn client(&self, url: &str) -> RedisResult<Client> {
+        let mut info = url.into_connection_info()?;
+        let mut redis = info.redis_settings().clone();
+        if let Some(username) = &self.settings.username {
+            redis = redis.set_username(username);
+        }
+        if let Some(password) = &self.settings.password {
+            redis = redis.set_password(String::from_utf8_lossy(password.expose()));
+        }
+        info = info.set_redis_settings(redis);
+        match &self.settings.ca_file {
+            Some(path) => {
+                let root_cert = std::fs::read(path)?;
+                let certificates = redis::TlsCertificates { client_tls: None, root_cert: Some(root_cert) };
+                Client::build_with_tls(info, certificates)
+            }
+            None => Client::open(info),
+        }
+    }
+
+    async fn connect(&self) -> RedisResult<Connection> {
+        let settings = &self.settings;
+        match &settings.mode {
+            RedisMode::Standalone => {
+                let client = self.client(&settings.urls[0])?;
+                let config = ConnectionManagerConfig::new()
+                    .set_connection_timeout(Some(settings.connect_timeout))
+                    .set_response_timeout(Some(settings.command_timeout))
+                    .set_number_of_retries(1)
+                    .set_max_delay(RECONNECT_MAX);
+                Ok(Connection::Single(ConnectionManager::new_with_config(client, config).await?))
+            }
+            RedisMode::Cluster => {
+                let mut builder = ClusterClientBuilder::new(settings.urls.clone())
+                    .connection_timeout(settings.connect_timeout)
+                    .response_timeout(settings.command_timeout)
+                    .retries(1);
+                if let Some(username) = &settings.username {
+                    builder = builder.username(username);
+                }
+                if let Some(password) = &settings.password {
+                    builder = builder.password(String::from_utf8_lossy(password.expose()));
+                }
+                if let Some(path) = &settings.ca_file {
+                    let root_cert = std::fs::read(path)?;
+                    builder = builder.certs(redis::TlsCertificates { client_tls: None, root_cert: Some(root_cert) });
+                }
+                Ok(Connection::Cluster(builder.build()?.get_async_connection().await?))
+            }
+            RedisMode::Sentinel { .. } => {
+                let client = self.master_client().await?;
+                Ok(Connection::Sentinel(client.get_multiplexed_async_connection().await?))
+            }
+        }
+    }
+
+    /// Sentinel mode: a client for the master the Sentinels name now.
+    pub(crate) async fn master_client(&self) -> RedisResult<Client> {
+        let RedisMode::Sentinel { master_name } = &self.settings.mode else {
+            return self.client(&self.settings.urls[0]);
+        };
+        let mut node = redis::RedisConnectionInfo::default();
+        if let Some(username) = &self.settings.username {
+            node = node.set_username(username);
+        }
+        if let Some(password) = &self.settings.password {
+            node = node.set_password(String::from_utf8_lossy(password.expose()));
+        }
+        let info = redis::sentinel::SentinelNodeConnectionInfo::default().set_redis_connection_info(node);
+        let mut sentinel = redis::sentinel::SentinelClient::build(
+            self.settings.urls.clone(),
+            master_name.as_str(),
+            Some(info),
+            redis::sentinel::SentinelServerType::Master,
+        )?;
+        sentinel.async_get_client().await
+    }
+}
+
+/// Connect, and keep connecting: until the first connection succeeds (the
+/// connection manager and the cluster client reconnect by themselves after
+/// that), and in Sentinel mode again whenever a command fails.
+async fn keep_connected(store: Arc<RedisStore>) {
+    let mut delay = RECONNECT_MIN;
+    let mut reported = false;
+    loop {
+        match tokio::time::timeout(store.settings.connect_timeout * 2, store.connect()).await {
+            Ok(Ok(connection)) => {
+                store.connection.store(Some(Arc::new(connection)));
+                tracing::info!(mode = store.settings.mode.name(), "connected to Redis");
+                if !matches!(store.settings.mode, RedisMode::Sentinel { .. }) {
+                    return;
+                }
+                store.reconnect.notified().await;
+                delay = RECONNECT_MIN;
+                reported = false;
+                continue;
+            }
+            Ok(Err(error)) if !reported => {
+                tracing::warn!(%error, "cannot connect to Redis yet; retrying in the background");
+                reported = true;
+            }
+            Err(_) if !reported => {
+                tracing::warn!("connecting to Redis timed out; retrying in the background");
+                reported = true;
+            }
+            _ => {}
+        }
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(RECONNECT_MAX);
+    }
+}
+
+/// Stops calling Redis for [`BREAKER_OPEN`] after [`BREAKER_THRESHOLD`]
+/// consecutive failures; logs each change once.
+#[derive(Default)]
+struct Breaker {
+    failures: AtomicU32,
+    /// Milliseconds since `EPOCH` until which calls are skipped.
+    open_until: AtomicU64,
+    /// Whether the last transition logged was "open".
+    tripped: AtomicBool,
+}
+
+fn millis_now() -> u64 {
+    static EPOCH: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    EPOCH.get_or_init(Instant::now).elapsed().as_millis() as u64
+}
+
+impl Breaker {
+    fn is_open(&self) -> bool {
+        self.open_until.load(Ordering::Relaxed) > millis_now()
+    }
+
+    fn succeeded(&self, metrics: &Metrics) {
+        if self.failures.swap(0, Ordering::Relaxed) > 0 && self.tripped.swap(false, Ordering::Relaxed) {
+            metrics.redis_breaker_open.set(0);
+            tracing::info!("Redis answers again; shared limits and revocations are back");
+        }
+    }
+
+    fn failed(&self, error: &StoreError, metrics: &Metrics) {
+        let failures = self.failures.fetch_add(1, Ordering::Relaxed) + 1;
+        if failures >= BREAKER_THRESHOLD {
+            self.open_until.store(millis_now() + BREAKER_OPEN.as_millis() as u64, Ordering::Relaxed);
+            metrics.redis_breaker_open.set(1);
+            if !self.tripped.swap(true, Ordering::Relaxed) {
+                tracing::warn!(%error, failures, "Redis is failing; skipping it for {BREAKER_OPEN:?} at a time");
+            }
+        }
+    }
+}
