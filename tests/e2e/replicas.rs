@@ -12,7 +12,7 @@ use harness::fixtures::{HS_ENV, HS_SECRET};
 use harness::keys::{claims, jwks, TestKey};
 use harness::now;
 use harness::proxy::{run_cli, Proxy, ProxyOptions};
-use harness::redis::{RedisCluster, RedisServer};
+use harness::redis::{RedisCluster, RedisSentinel, RedisServer};
 use harness::servers::{KeyServer, Upstream};
 use harness::wait_until;
 
@@ -275,6 +275,24 @@ fn a_redis_cluster_shares_limits_and_revocations() {
     for replica in &replicas {
         assert!(wait_until(Duration::from_secs(1), || read_with(replica, &token) == 401));
     }
+}
+
+#[test]
+fn replicas_find_the_master_through_sentinel() {
+    let master = RedisServer::start();
+    let sentinel = RedisSentinel::start(&master);
+    let section =
+        format!("  mode: sentinel\n  urls: [\"{}\"]\n  master_name: {}\n", sentinel.url(), RedisSentinel::MASTER_NAME);
+    let fleet = Fleet::new(&section, |c| login_limit(c, "deny"));
+    let replicas = [fleet.replica(), fleet.replica()];
+    for replica in &replicas {
+        assert!(
+            wait_until(Duration::from_secs(10), || get(replica, "/public/warmup", &[("X-User", "w")]).status != 503)
+        );
+    }
+    master.command(&["FLUSHALL"]);
+    shared_limit_holds_across(&replicas);
+    assert!(!master.command(&["--scan", "--pattern", "portcullis:rl:*"]).is_empty(), "the keys are on the master");
 }
 
 #[test]

@@ -201,6 +201,80 @@ impl RedisCluster {
     }
 }
 
+/// A Redis Sentinel (`redis-server sentinel.conf --sentinel`) monitoring
+/// one master as `mymaster`; killed when dropped.
+pub struct RedisSentinel {
+    pub port: u16,
+    child: Child,
+    _dir: TempDir,
+}
+
+impl RedisSentinel {
+    /// The name the sentinel knows the master by.
+    pub const MASTER_NAME: &'static str = "mymaster";
+
+    /// Start a sentinel for `master` and wait until it names the master.
+    pub fn start(master: &RedisServer) -> RedisSentinel {
+        for _ in 0..PORT_ATTEMPTS {
+            let port = crate::free_port_block(1);
+            let dir = tempfile::Builder::new().prefix("portcullis-sentinel-").tempdir().expect("temp dir");
+            // Sentinel rewrites its configuration file: it must be writable.
+            let config = dir.path().join("sentinel.conf");
+            let text = format!(
+                "port {port}\nbind 127.0.0.1\nprotected-mode no\ndir {}\nsentinel monitor {} 127.0.0.1 {} 1\n\
+                 sentinel down-after-milliseconds {} 2000\n",
+                dir.path().display(),
+                Self::MASTER_NAME,
+                master.port,
+                Self::MASTER_NAME
+            );
+            std::fs::write(&config, text).expect("write sentinel.conf");
+            let log = std::fs::File::create(dir.path().join("output.log")).expect("sentinel log");
+            let child = Command::new("redis-server")
+                .arg(&config)
+                .arg("--sentinel")
+                .stdin(Stdio::null())
+                .stdout(log.try_clone().expect("clone sentinel log"))
+                .stderr(log)
+                .spawn()
+                .expect("starting redis-server --sentinel");
+            let mut sentinel = RedisSentinel { port, child, _dir: dir };
+            let master_port = master.port.to_string();
+            let named = crate::wait_until(START_TIMEOUT, || {
+                matches!(sentinel.child.try_wait(), Ok(None))
+                    && ping(port)
+                    && redis_cli(&[
+                        "-h",
+                        "127.0.0.1",
+                        "-p",
+                        &port.to_string(),
+                        "SENTINEL",
+                        "get-master-addr-by-name",
+                        Self::MASTER_NAME,
+                    ])
+                    .contains(&master_port)
+            });
+            if named {
+                return sentinel;
+            }
+            let _ = sentinel.child.kill();
+        }
+        panic!("redis-server --sentinel did not start {PORT_ATTEMPTS} times");
+    }
+
+    /// `redis://127.0.0.1:PORT` of the sentinel.
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for RedisSentinel {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// A free port whose cluster bus port (port + 10000) was free too a moment ago.
 fn cluster_port() -> u16 {
     for _ in 0..100 {

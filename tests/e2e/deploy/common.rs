@@ -186,6 +186,13 @@ pub(crate) fn secret_envs(config: &Value) -> BTreeSet<String> {
             }
         }
     }
+    for path in
+        [&["redis", "hash_key_env"][..], &["redis", "username_env"], &["redis", "password_env"], &["admin_token_env"]]
+    {
+        if let Some(name) = str_at(config, path) {
+            names.insert(name.to_owned());
+        }
+    }
     names
 }
 
@@ -239,7 +246,7 @@ mod tests {
             {"secret_env": "A"},
             {"introspection": {"client_secret_env": "B", "client_id_env": "C"}},
             {"name": "none"}
-        ]});
-        assert_eq!(secret_envs(&config).into_iter().collect::<Vec<_>>(), ["A", "B", "C"]);
+        ], "redis": {"hash_key_env": "D", "username_env": "E", "password_env": "F"}, "admin_token_env": "G"});
+        assert_eq!(secret_envs(&config).into_iter().collect::<Vec<_>>(), ["A", "B", "C", "D", "E", "F", "G"]);
     }
 }
