@@ -103,6 +103,9 @@ pub(crate) struct ApiKeysFile {
     pub files: Vec<Text>,
     /// A header that carries the key, besides `Authorization: ApiKey`.
     pub header: Option<Text>,
+    /// Names key entries may give as their `issuer`, for routes to list
+    /// in `issuers:` like token issuers.
+    pub issuers: Option<Vec<Text>>,
 }
 
 /// A key file: API key entries.
@@ -124,6 +127,9 @@ pub(crate) struct KeyEntryFile {
     /// RFC 3339 UTC time (`2027-01-31T00:00:00Z`) or a date (`2027-01-31`).
     pub expires: Option<Text>,
     pub note: Option<Text>,
+    /// One of `api_keys.issuers`: routes that name it in `issuers:` accept
+    /// this key.
+    pub issuer: Option<Text>,
 }
 
 /// A file named by `policy_files`: more routes.

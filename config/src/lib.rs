@@ -116,6 +116,7 @@ fn load_text(path: &Path, text: &str, mode: Mode, env: EnvLookup<'_>, out: &mut 
     }
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
     let mut keys = Vec::new();
+    let key_issuers = config.api_keys.as_ref().map(|k| k.issuers.clone()).unwrap_or_default();
     for glob_text in &key_globs {
         for file_path in expand(path, base, glob_text, ("api_keys.files", "key file"), &mut config, out) {
             // An unreadable key file is a warning: its keys are left out
@@ -126,7 +127,7 @@ fn load_text(path: &Path, text: &str, mode: Mode, env: EnvLookup<'_>, out: &mut 
                 continue;
             };
             let Some(file) = parse_yaml::<KeyFile>(&file_path, &text, out) else { continue };
-            validate::add_key_file(&mut keys, file, now, &mut Reporter { file: &file_path, out });
+            validate::add_key_file(&mut keys, &key_issuers, file, now, &mut Reporter { file: &file_path, out });
         }
     }
     if let Some(api_keys) = &mut config.api_keys {

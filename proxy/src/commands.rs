@@ -129,7 +129,14 @@ pub fn explain(path: &Path, question: &Question<'_>) -> (String, i32) {
         }
     }
 
+    // `--issuer` may name an API key issuer (`api_keys.issuers`): then it is
+    // the key's issuer, and no token line is printed.
+    let key_issuer = question.issuer.and_then(|name| {
+        let keys = config.api_keys.as_ref()?;
+        keys.issuers.iter().position(|declared| declared == name).map(config::key_issuer)
+    });
     let issuer = match question.issuer {
+        Some(_) if key_issuer.is_some() => None,
         Some(name) => match config.issuers.iter().position(|i| i.name == name) {
             Some(index) => Some(IssuerId(index)),
             None => return (format!("{text}  unknown issuer '{name}'\n"), 1),
@@ -170,7 +177,7 @@ pub fn explain(path: &Path, question: &Question<'_>) -> (String, i32) {
     }
     if let Some(keys) = &config.api_keys {
         let scopes = ScopeSet::new(question.scopes.iter().map(String::as_str));
-        let principal = Principal { issuer: API_KEY_ISSUER, scopes: &scopes, claims: &claims };
+        let principal = Principal { issuer: key_issuer.unwrap_or(API_KEY_ISSUER), scopes: &scopes, claims: &claims };
         let line = if accepts.api_key {
             answer(decide(route, Some(principal), Some(&normalized)), Scheme::ApiKey)
         } else {

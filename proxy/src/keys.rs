@@ -24,6 +24,8 @@ pub struct KeyRequest<'a> {
     pub id: Option<&'a str>,
     pub expires: Option<&'a str>,
     pub note: Option<&'a str>,
+    /// One of `api_keys.issuers`.
+    pub issuer: Option<&'a str>,
 }
 
 /// A new key on the first line, then the entry to paste under `keys:` in a
@@ -43,6 +45,11 @@ pub fn new_key(request: &KeyRequest<'_>) -> Result<String, String> {
     }
     if request.note.is_some_and(|note| !note.bytes().all(|b| (0x20..0x7f).contains(&b))) {
         return Err("--note must be printable ASCII".to_owned());
+    }
+    if request.issuer.is_some_and(|issuer| {
+        issuer.is_empty() || !issuer.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    }) {
+        return Err("--issuer must be letters, digits, '-' or '_' (one of api_keys.issuers)".to_owned());
     }
     let random = SystemRandom::new();
     let fill = |bytes: &mut [u8]| random.fill(bytes).map_err(|_| "the system's random generator failed".to_owned());
@@ -71,6 +78,9 @@ pub fn new_key(request: &KeyRequest<'_>) -> Result<String, String> {
     if let Some(expires) = request.expires {
         let _ = writeln!(out, "    expires: {}", quote(expires));
     }
+    if let Some(issuer) = request.issuer {
+        let _ = writeln!(out, "    issuer: {}", quote(issuer));
+    }
     if let Some(note) = request.note {
         let _ = writeln!(out, "    note: {}", quote(note));
     }
@@ -90,7 +100,7 @@ mod tests {
     use super::*;
 
     fn request<'a>(scopes: &'a [String]) -> KeyRequest<'a> {
-        KeyRequest { subject: "ci", scopes, id: None, expires: None, note: None }
+        KeyRequest { subject: "ci", scopes, id: None, expires: None, note: None, issuer: None }
     }
 
     #[test]

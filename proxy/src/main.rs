@@ -106,6 +106,9 @@ enum KeysCommand {
         /// A note kept in the entry (who asked, what for).
         #[arg(long)]
         note: Option<String>,
+        /// One of `api_keys.issuers`, for routes that list it in `issuers`.
+        #[arg(long)]
+        issuer: Option<String>,
     },
 }
 
@@ -159,13 +162,14 @@ fn main() -> ExitCode {
             }
             Err(code) => return usage(code),
         },
-        Command::Keys { command: KeysCommand::New { subject, scopes, id, expires, note } } => {
+        Command::Keys { command: KeysCommand::New { subject, scopes, id, expires, note, issuer } } => {
             let request = portcullis::KeyRequest {
                 subject: &subject,
                 scopes: &scopes,
                 id: id.as_deref(),
                 expires: expires.as_deref(),
                 note: note.as_deref(),
+                issuer: issuer.as_deref(),
             };
             return match portcullis::new_key(&request) {
                 Ok(text) => {

@@ -314,3 +314,72 @@ fn check_warns_and_explain_says_a_route_accepts_keys() {
     assert!(stdout.contains("c.yaml:2:9: API key id 'bad_id'"), "{stdout}");
     assert!(stdout.contains("c.yaml:3:13: sha256 must be"), "{stdout}");
 }
+
+#[test]
+fn keys_named_by_an_api_key_issuer_are_accepted_where_routes_list_it_and_revoked_like_tokens() {
+    let dir = tempfile::tempdir().unwrap();
+    let partner = new_key("acme", &["tasks:read"], &["--issuer", "partners"]);
+    let internal = new_key("ci-bot", &["tasks:read"], &[]);
+    assert!(partner.entry.contains("issuer: \"partners\""), "{}", partner.entry);
+    write_atomically(&dir.path().join("keys.yaml"), &key_file(&[&partner, &internal]));
+    let admin_token = "an-admin-token-for-tests-only-32";
+    let section = format!(
+        "admin_token_env: TEST_ADMIN_TOKEN\napi_keys:\n  files: [\"{}/*.yaml\"]\n  issuers: [partners]\n",
+        dir.path().display()
+    );
+    let w = World::start_with_env(
+        |c| {
+            c.extra(&section)
+                .leading_route(&[("path", "/partner/**"), ("issuers", "[partners]"), ("scopes", "[tasks:read]")])
+                .leading_route(&[("path", "/mixed/**"), ("issuers", "[partners, sso]"), ("scopes", "[tasks:read]")])
+        },
+        &[("TEST_ADMIN_TOKEN", admin_token)],
+    );
+    assert_eq!(get_with_key(&w, "/partner/1", &partner.key).status, 200);
+    let other = get_with_key(&w, "/partner/1", &internal.key);
+    assert_eq!((other.status, other.json()["error"].as_str()), (401, Some("invalid_key")), "{}", other.text());
+    assert!(other.text().contains("not accepted for this resource"), "{}", other.text());
+    // A token is no credential here: the route names only a key issuer.
+    let token = get_with_token(w.proxy.addr, "/partner/1", &w.token("alice", "tasks:read"));
+    assert_eq!(token.status, 401);
+    assert_eq!(token.header("www-authenticate"), Some("ApiKey realm=\"test-api\""));
+    // Naming both kinds takes both.
+    assert_eq!(get_with_key(&w, "/mixed/1", &partner.key).status, 200);
+    assert_eq!(get_with_token(w.proxy.addr, "/mixed/1", &w.token("alice", "tasks:read")).status, 200);
+    // Unlabelled routes take every key, as before.
+    assert_eq!(get_with_key(&w, "/todos/1", &partner.key).status, 200);
+
+    // Revoked by id (its jti) through the admin listener, without Redis.
+    let id = partner.key.strip_prefix("pk_").and_then(|rest| rest.split_once('_')).unwrap().0;
+    let revoke = |body: String| {
+        let authorization = format!("Bearer {admin_token}");
+        request(w.proxy.admin, "POST", "/revocations", &[("Authorization", &authorization)], body.as_bytes())
+    };
+    let done = revoke(format!("{{\"jti\": \"{id}\", \"iss\": \"api_key\"}}"));
+    assert_eq!((done.status, done.json()["shared"].as_bool()), (200, Some(false)), "{}", done.text());
+    let refused = get_with_key(&w, "/todos/1", &partner.key);
+    assert_eq!((refused.status, refused.json()["error"].as_str()), (401, Some("invalid_key")));
+    assert!(refused.text().contains("revoked"), "{}", refused.text());
+    // By subject: every key of the subject.
+    assert_eq!(get_with_key(&w, "/todos/1", &internal.key).status, 200);
+    assert_eq!(revoke("{\"sub\": \"ci-bot\"}".to_owned()).status, 200);
+    assert_eq!(get_with_key(&w, "/todos/1", &internal.key).status, 401);
+    assert!(!w.proxy.logs().contains(&partner.key), "a key reached the log");
+}
+
+#[test]
+fn check_refuses_a_key_issuer_nobody_declared() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = new_key("acme", &["tasks:read"], &["--issuer", "vendors"]);
+    write_atomically(&dir.path().join("keys.yaml"), &key_file(&[&key]));
+    let config = harness::config::TestConfig::new("https://sso.example.com", "http://127.0.0.1:9")
+        .extra(&format!("api_keys:\n  files: [\"{}/*.yaml\"]\n  issuers: [partners, sso]\n", dir.path().display()))
+        .render();
+    let path = dir.path().join("portcullis.yaml");
+    std::fs::write(&path, config).unwrap();
+    let (code, stdout, stderr) = harness::proxy::run_cli(&["check", "-c", path.to_str().unwrap()], &[]);
+    let output = format!("{stdout}{stderr}");
+    assert_ne!(code, 0, "{output}");
+    assert!(output.contains("keys.yaml:") && output.contains("unknown API key issuer 'vendors'"), "{output}");
+    assert!(output.contains("'sso' is already a token issuer's name"), "{output}");
+}

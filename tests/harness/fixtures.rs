@@ -39,11 +39,18 @@ impl World {
 
     /// With the standard configuration as `configure` changes it.
     pub fn start_configured(configure: impl FnOnce(TestConfig) -> TestConfig) -> World {
+        World::start_with_env(configure, &[])
+    }
+
+    /// [`World::start_configured`] with more environment variables (secrets
+    /// the configuration names).
+    pub fn start_with_env(configure: impl FnOnce(TestConfig) -> TestConfig, env: &[(&str, &str)]) -> World {
         let upstream = Upstream::start("api");
         let rsa = TestKey::rsa("rsa-1");
         let keys = KeyServer::start(jwks(&[&rsa]));
         let config = configure(TestConfig::new(&keys.issuer(), &upstream.url())).render();
-        let proxy = Proxy::start_with(ProxyOptions { config: &config, env: &[(HS_ENV, HS_SECRET)], wait_ready: true });
+        let env: Vec<(&str, &str)> = [(HS_ENV, HS_SECRET)].into_iter().chain(env.iter().copied()).collect();
+        let proxy = Proxy::start_with(ProxyOptions { config: &config, env: &env, wait_ready: true });
         World { upstream, keys, rsa, proxy }
     }
 

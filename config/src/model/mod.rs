@@ -130,6 +130,16 @@ impl Default for RevocationSettings {
     }
 }
 
+/// Route requirements name API key issuers by ids from here on, far from
+/// any configured token issuer's index.
+pub const KEY_ISSUER_BASE: usize = usize::MAX / 2;
+
+/// The route-requirement id of the API key issuer at `index` in
+/// [`ApiKeys::issuers`].
+pub fn key_issuer(index: usize) -> policy::IssuerId {
+    policy::IssuerId(KEY_ISSUER_BASE + index)
+}
+
 /// Headers that make common upstream frameworks (Symfony, Laravel, Rails,
 /// Express `method-override`, ASP.NET, Spring) run another method than the
 /// request line's. Removed from every request unless a route allows one.
@@ -148,6 +158,9 @@ pub struct ApiKeys {
     /// Lower-case name of the operator's header (`X-API-Key`); keys are
     /// also accepted as `Authorization: ApiKey <key>`.
     pub header: Option<String>,
+    /// `api_keys.issuers`: the names keys may carry as their issuer; the
+    /// name at index `i` is [`key_issuer`]`(i)` in route requirements.
+    pub issuers: Vec<String>,
     /// Every valid key entry, in file order; ids are unique.
     pub keys: Vec<ApiKey>,
 }
@@ -164,6 +177,8 @@ pub struct ApiKey {
     /// Unix time (seconds) from which the key is refused.
     pub expires: Option<u64>,
     pub note: Option<String>,
+    /// Index into [`ApiKeys::issuers`].
+    pub issuer: Option<usize>,
     /// Where the entry is, for `check` and logs.
     pub position: Position,
 }

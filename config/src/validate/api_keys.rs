@@ -11,7 +11,7 @@
 use serde_saphyr::Spanned;
 
 use super::main_file::RESERVED_HEADERS;
-use super::values::is_token_byte;
+use super::values::{is_name, is_token_byte};
 use crate::diag::{Diagnostic, Position, Reporter, Severity};
 use crate::file::{ApiKeysFile, KeyEntryFile, KeyFile, Text};
 use crate::model::{ApiKey, ApiKeys, IdentityHeader};
@@ -23,6 +23,7 @@ const MAX_ID_LEN: usize = 64;
 pub(crate) fn api_keys(
     file: Option<Spanned<ApiKeysFile>>,
     identity_headers: &[IdentityHeader],
+    token_issuers: &[String],
     r: &mut Reporter<'_>,
 ) -> (Option<ApiKeys>, Vec<Text>) {
     let Some(file) = file else { return (None, Vec::new()) };
@@ -47,13 +48,28 @@ pub(crate) fn api_keys(
         }
         Some(lower)
     });
-    (Some(ApiKeys { header, keys: Vec::new() }), section.files)
+    let mut issuers: Vec<String> = Vec::new();
+    for name in section.issuers.iter().flatten() {
+        if !is_name(&name.value) {
+            r.error(name, format!("API key issuer '{}' must be letters, digits, '-' or '_'", name.value));
+        } else if token_issuers.contains(&name.value) {
+            r.error(
+                name,
+                format!("'{}' is already a token issuer's name; routes could not tell them apart", name.value),
+            );
+        } else if issuers.contains(&name.value) {
+            r.error(name, format!("API key issuer '{}' is listed twice", name.value));
+        } else {
+            issuers.push(name.value.clone());
+        }
+    }
+    (Some(ApiKeys { header, issuers, keys: Vec::new() }), section.files)
 }
 
 /// Add the entries of one key file to `keys`.
-pub(crate) fn add_key_file(keys: &mut Vec<ApiKey>, file: KeyFile, now: u64, r: &mut Reporter<'_>) {
+pub(crate) fn add_key_file(keys: &mut Vec<ApiKey>, issuers: &[String], file: KeyFile, now: u64, r: &mut Reporter<'_>) {
     for entry in file.keys.unwrap_or_default() {
-        let Some(key) = key_entry(entry, now, r) else { continue };
+        let Some(key) = key_entry(entry, issuers, now, r) else { continue };
         if let Some(first) = keys.iter().find(|k| k.id == key.id) {
             let message = format!(
                 "API key id '{}' is already used at {}; this entry is ignored (ids must be unique)",
@@ -66,7 +82,7 @@ pub(crate) fn add_key_file(keys: &mut Vec<ApiKey>, file: KeyFile, now: u64, r: &
     }
 }
 
-fn key_entry(entry: Spanned<KeyEntryFile>, now: u64, r: &mut Reporter<'_>) -> Option<ApiKey> {
+fn key_entry(entry: Spanned<KeyEntryFile>, issuers: &[String], now: u64, r: &mut Reporter<'_>) -> Option<ApiKey> {
     let location = entry.referenced;
     let entry = entry.value;
     let mut valid = true;
@@ -111,6 +127,18 @@ fn key_entry(entry: Spanned<KeyEntryFile>, now: u64, r: &mut Reporter<'_>) -> Op
             }
         },
     };
+    let issuer = match &entry.issuer {
+        None => None,
+        Some(name) => {
+            let index = issuers.iter().position(|declared| *declared == name.value);
+            if index.is_none() {
+                let defined = if issuers.is_empty() { "none are declared".to_owned() } else { issuers.join(", ") };
+                r.error(name, format!("unknown API key issuer '{}' (api_keys.issuers: {defined})", name.value));
+                valid = false;
+            }
+            index
+        }
+    };
     let sha256 = sha256?;
     if !valid {
         return None;
@@ -122,6 +150,7 @@ fn key_entry(entry: Spanned<KeyEntryFile>, now: u64, r: &mut Reporter<'_>) -> Op
         scopes,
         expires,
         note: entry.note.map(|n| n.value),
+        issuer,
         position: Position::new(r.file, location),
     })
 }

@@ -74,7 +74,7 @@ impl Validator<'_> {
         let declared_upstreams = declared(file.upstreams.as_ref());
         let upstreams = self.upstreams(file.upstreams, r);
         let issuer_files = file.issuers.unwrap_or_default();
-        let declared_issuers = issuer_files.iter().map(|i| i.value.name.value.clone()).collect();
+        let declared_issuers: Vec<String> = issuer_files.iter().map(|i| i.value.name.value.clone()).collect();
         let issuers = self.issuers(issuer_files, r);
         let identity_headers = identity_headers(file.identity_headers, r);
         let base = r.file.parent().map(std::path::Path::to_path_buf).unwrap_or_default();
@@ -83,15 +83,17 @@ impl Validator<'_> {
         let admin_token = self.admin_token(file.admin_token_env.as_ref(), r);
         let declared_limits = declared(file.rate_limits.as_ref());
         let rate_limits = rate_limits(file.rate_limits, file.redis.is_some(), r);
-        let (api_keys, key_globs) = api_keys(file.api_keys, &identity_headers, r);
+        let (api_keys, key_globs) = api_keys(file.api_keys, &identity_headers, &declared_issuers, r);
         let cors = file.cors.as_ref().and_then(|section| {
             if section.value.allow_origins.is_empty() {
                 r.warn(section, "cors.allow_origins is empty, so CORS is off; omit 'cors' instead");
             }
             cors(section, r)
         });
+        let key_issuers = api_keys.as_ref().map(|k| k.issuers.clone()).unwrap_or_default();
         let names = Names {
             api_keys: api_keys.is_some(),
+            key_issuers: key_issuers.into_iter().enumerate().map(|(i, name)| (name, i)).collect(),
             upstreams: resolve(declared_upstreams, &upstreams, |u| &u.name),
             issuers: resolve(declared_issuers, &issuers, |i| &i.value.name),
             rate_limits: resolve(declared_limits, &rate_limits, |l| &l.name),

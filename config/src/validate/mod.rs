@@ -51,6 +51,8 @@ impl Validator<'_> {
 pub(crate) struct Names {
     /// `api_keys` is configured.
     api_keys: bool,
+    /// `api_keys.issuers`: name → index (routes name them in `issuers`).
+    key_issuers: HashMap<String, usize>,
     upstreams: HashMap<String, Option<usize>>,
     issuers: HashMap<String, Option<usize>>,
     rate_limits: HashMap<String, Option<usize>>,

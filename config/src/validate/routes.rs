@@ -14,7 +14,8 @@ use super::{count_errors, known, Names};
 use crate::diag::{Position, Positioned, Reporter};
 use crate::file::{RouteFile, Text};
 use crate::model::{
-    ClaimPath, Config, CredentialKind, CredentialKinds, RateKey, METHOD_OVERRIDE_HEADERS, URL_OVERRIDE_HEADERS,
+    key_issuer, ClaimPath, Config, CredentialKind, CredentialKinds, RateKey, METHOD_OVERRIDE_HEADERS,
+    URL_OVERRIDE_HEADERS,
 };
 
 /// Validate routes from one file, resolving names against the main file,
@@ -156,8 +157,12 @@ impl RouteCheck<'_, '_> {
     fn protected(&mut self, pattern: Option<&PathPattern>, claims: &mut Vec<ClaimPath>) -> Access {
         let (route, names) = (self.route, self.names);
         let issuers = route.issuers.as_ref().map(|list| {
-            let ids = list.iter().filter_map(|name| self.declared(&names.issuers, "issuer", &name.value, name));
-            ids.map(IssuerId).collect()
+            list.iter()
+                .filter_map(|name| match names.key_issuers.get(&name.value) {
+                    Some(&index) => Some(key_issuer(index)),
+                    None => self.issuer(&name.value, name).map(IssuerId),
+                })
+                .collect()
         });
         if names.issuers.is_empty() && !names.api_keys {
             let message =
@@ -172,14 +177,25 @@ impl RouteCheck<'_, '_> {
         })
     }
 
-    /// `credentials:`, or every configured kind. API keys have no issuer: a
-    /// route that names `issuers` takes bearer tokens only.
+    /// `credentials:`, or every configured kind. A route that names
+    /// `issuers` takes the kinds it names: bearer tokens for token issuers,
+    /// API keys for `api_keys.issuers`.
     fn credentials(&mut self, public: bool) -> CredentialKinds {
         let names = self.names;
         let configured = CredentialKinds { bearer: !names.issuers.is_empty(), api_key: names.api_keys };
-        let names_issuers = self.route.issuers.is_some();
+        let named = self.route.issuers.as_ref().map(|list| {
+            let keys = list.iter().any(|name| names.key_issuers.contains_key(&name.value));
+            let tokens = list.iter().any(|name| !names.key_issuers.contains_key(&name.value));
+            (tokens, keys)
+        });
+        let names_issuers = named.is_some_and(|(_, keys)| !keys);
         let Some(list) = &self.route.credentials else {
-            return CredentialKinds { api_key: configured.api_key && !names_issuers, ..configured };
+            return match named {
+                None => configured,
+                Some((tokens, keys)) => {
+                    CredentialKinds { bearer: configured.bearer && tokens, api_key: configured.api_key && keys }
+                }
+            };
         };
         if public {
             return configured;
@@ -196,7 +212,8 @@ impl RouteCheck<'_, '_> {
                     "api_key: no api_keys section is configured".to_owned()
                 }
                 Some(CredentialKind::ApiKey) if names_issuers => {
-                    "api_key: API keys have no issuer, and this route accepts only the issuers it names".to_owned()
+                    "api_key: this route names only token issuers (give keys an api_keys.issuers name to list here)"
+                        .to_owned()
                 }
                 Some(CredentialKind::Bearer) => {
                     kinds.bearer = true;
@@ -230,6 +247,19 @@ impl RouteCheck<'_, '_> {
     /// name is an error that lists the known ones; a name whose declaration
     /// was itself invalid (already reported) only fails the route, so the
     /// operator is not sent looking for a typo that is not there.
+    /// A token issuer by name; the error lists API key issuers too.
+    fn issuer(&mut self, name: &str, at: &Spanned<String>) -> Option<usize> {
+        let names = self.names;
+        let index = names.issuers.get(name);
+        if index.is_none() {
+            let all = names.issuers.keys().chain(names.key_issuers.keys());
+            self.r.error(at, format!("unknown issuer '{name}'{}", known(all)));
+        }
+        let index = index.copied().flatten();
+        self.failed |= index.is_none();
+        index
+    }
+
     fn declared<T>(
         &mut self,
         map: &HashMap<String, Option<usize>>,

@@ -65,7 +65,8 @@ impl IdentityMaker {
         let claims = api_key_claims(key);
         let scopes = ScopeSet::new(key.scopes.iter().map(String::as_str));
         let valid_until = key.expires.unwrap_or(u64::MAX);
-        let verified = Verified { issuer: API_KEY_ISSUER, key_id: None, claims: &claims, valid_until };
+        let issuer = key.issuer.map_or(API_KEY_ISSUER, config::key_issuer);
+        let verified = Verified { issuer, key_id: None, claims: &claims, valid_until };
         self.build(verified, scopes, 0)
     }
 
@@ -108,6 +109,12 @@ impl IdentityMaker {
 /// The issuer of API key identities: past every configured issuer, so no
 /// route's `issuers` list contains it.
 pub(crate) const API_KEY_ISSUER: IssuerId = IssuerId(usize::MAX);
+/// Whether an identity comes from an API key (with or without an
+/// `api_keys.issuers` name).
+pub(crate) fn is_api_key(issuer: IssuerId) -> bool {
+    issuer.0 >= config::KEY_ISSUER_BASE
+}
+
 /// The `iss` claim of API key identities.
 pub(crate) const API_KEY_ISS: &str = "api_key";
 

@@ -28,7 +28,7 @@ pub(crate) use challenge::{Challenges, Scheme};
 pub(crate) use identity::condition_value;
 pub use identity::Identity;
 use identity::IdentityMaker;
-pub(crate) use identity::{API_KEY_ISS, API_KEY_ISSUER};
+pub(crate) use identity::{is_api_key, API_KEY_ISS, API_KEY_ISSUER};
 pub use issuer::IssuerState;
 pub use revocation::Revocations;
 use source::{CredentialKind, PresentationError, Presented, Sources, Verifier};
@@ -132,7 +132,7 @@ impl Authenticator {
             // request, in memory.
             Ok(identity) if self.revoked(&identity, &digest) => {
                 self.verifier.metrics.revoked_requests.inc();
-                let why = if identity.issuer == API_KEY_ISSUER {
+                let why = if is_api_key(identity.issuer) {
                     AuthError::InvalidApiKey("the API key has been revoked")
                 } else {
                     AuthError::InvalidToken("the token has been revoked")
@@ -150,7 +150,7 @@ impl Authenticator {
             return false;
         }
         let iss = match identity.issuer {
-            API_KEY_ISSUER => API_KEY_ISS,
+            id if is_api_key(id) => API_KEY_ISS,
             id => self.verifier.issuers.get(id.0).map_or("", |state| state.config().issuer.as_str()),
         };
         list.revokes(identity, iss, digest)

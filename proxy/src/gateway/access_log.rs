@@ -8,7 +8,7 @@ use pingora::prelude::Session;
 use pingora::Error;
 
 use super::request::RequestCtx;
-use crate::auth::API_KEY_ISSUER;
+use crate::auth::is_api_key;
 use crate::labels::NO_ROUTE;
 
 /// Count the request and write its access line.
@@ -22,7 +22,7 @@ pub(super) fn record(session: &Session, error: Option<&Error>, ctx: &RequestCtx)
     let identity = ctx.identity.as_deref();
     let issuer = match identity {
         // API keys have no issuer; the log says which kind it was.
-        Some(identity) if identity.issuer == API_KEY_ISSUER => "api_key",
+        Some(identity) if is_api_key(identity.issuer) => "api_key",
         Some(identity) => runtime.config().issuers.get(identity.issuer.0).map_or("", |issuer| issuer.name.as_str()),
         None => "",
     };

@@ -169,6 +169,13 @@ impl Denied {
         let (outcome, rejection) = match decision {
             Decision::Allow | Decision::Public => return None,
             Decision::Unauthenticated => return Some(Denied::credential_required(challenges, CredentialKinds::ANY)),
+            Decision::IssuerNotAccepted if scheme == Scheme::ApiKey => {
+                const WHY: &str = "the API key is not accepted for this resource";
+                (
+                    Outcome::IssuerNotAccepted,
+                    Rejection::new(401, "invalid_key", WHY).challenge(challenges.invalid_api_key(WHY)),
+                )
+            }
             Decision::IssuerNotAccepted => {
                 const WHY: &str = "the token's issuer is not accepted for this resource";
                 (

@@ -158,7 +158,7 @@ mod tests {
 
     #[test]
     fn finds_the_key_in_one_place_only() {
-        let keys = ApiKeys { header: Some("x-api-key".to_owned()), keys: Vec::new() };
+        let keys = ApiKeys { header: Some("x-api-key".to_owned()), issuers: Vec::new(), keys: Vec::new() };
         let source = ApiKeySource::new(&keys);
         let find = |headers: &[(&str, &str)]| source.find(&request(headers)).map(|k| k.map(str::to_owned));
         assert_eq!(find(&[("authorization", "ApiKey pk_a_b")]), Ok(Some("pk_a_b".to_owned())));
