@@ -65,6 +65,8 @@ pub(crate) struct RedisFile {
     pub key_prefix: Option<Text>,
     pub connect_timeout: Option<Text>,
     pub command_timeout: Option<Text>,
+    /// `/readyz` fails while Redis is unavailable (default: only reported).
+    pub required_for_readiness: Option<Spanned<bool>>,
     /// Environment variable holding the key of the HMAC every stored key
     /// is hashed with (the same on every replica).
     pub hash_key_env: Text,

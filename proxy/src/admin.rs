@@ -40,7 +40,12 @@ impl Admin {
     /// Redis still serves.
     fn readiness(&self) -> (StatusCode, String) {
         let runtime = self.current.load();
-        let reasons = runtime.unready_issuers();
+        let mut reasons = runtime.unready_issuers();
+        if let Some(store) = runtime.redis().filter(|store| store.settings().required_for_readiness) {
+            if !store.available() {
+                reasons.push("Redis is unavailable (redis.required_for_readiness)".to_owned());
+            }
+        }
         let mut body = if reasons.is_empty() {
             serde_json::json!({ "status": "ready" })
         } else {

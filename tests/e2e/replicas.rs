@@ -254,6 +254,20 @@ fn get_admin(proxy: &Proxy, path: &str) -> Response {
 }
 
 #[test]
+fn readiness_can_require_redis() {
+    let mut redis = RedisServer::start();
+    let port = redis.port;
+    redis.stop();
+    let fleet = Fleet::new(&format!("  url: \"redis://127.0.0.1:{port}\"\n  required_for_readiness: true\n"), |c| c);
+    let replica = Proxy::start_with(ProxyOptions { config: &fleet.config, env: &ENV, wait_ready: false });
+    let ready = get_admin(&replica, "/readyz");
+    assert_eq!(ready.status, 503, "{}", ready.text());
+    assert!(ready.text().contains("Redis is unavailable"), "{}", ready.text());
+    redis.restart();
+    assert!(wait_until(Duration::from_secs(10), || get_admin(&replica, "/readyz").status == 200));
+}
+
+#[test]
 fn a_redis_cluster_shares_limits_and_revocations() {
     let cluster = RedisCluster::start();
     let urls: Vec<String> = cluster.urls().iter().map(|u| format!("\"{u}\"")).collect();

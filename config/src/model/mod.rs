@@ -88,6 +88,8 @@ pub struct RedisSettings {
     pub connect_timeout: Duration,
     /// No request waits longer than this for Redis.
     pub command_timeout: Duration,
+    /// `/readyz` fails while Redis is unavailable.
+    pub required_for_readiness: bool,
     /// HMAC key for every stored key: no raw username, address or header
     /// value is ever written to Redis.
     pub hash_key: Secret,

@@ -104,6 +104,7 @@ impl Validator<'_> {
             key_prefix,
             connect_timeout,
             command_timeout,
+            required_for_readiness: redis.required_for_readiness.as_ref().is_some_and(|r| r.value),
             hash_key,
         })
     }
