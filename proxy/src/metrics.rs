@@ -34,6 +34,8 @@ pub struct Metrics {
     pub config_generation: IntGauge,
     /// Clients that closed their connection before the answer was complete.
     pub client_disconnects: IntCounter,
+    /// JWTs refused from the refused-token set, without a verification.
+    pub refused_token_hits: IntCounter,
     /// Credentials refused because they are revoked.
     pub revoked_requests: IntCounter,
     /// Revocations held in memory.
@@ -135,6 +137,14 @@ impl Metrics {
             )
             .unwrap_or_else(|e| unreachable_metric("client_disconnects", e)),
         );
+        let refused_token_hits = register(
+            r,
+            IntCounter::new(
+                "portcullis_refused_token_hits_total",
+                "JWTs refused again from the set of recently refused tokens, without a verification.",
+            )
+            .unwrap_or_else(|e| unreachable_metric("refused_hits", e)),
+        );
         let revoked_requests = register(
             r,
             IntCounter::new(
@@ -164,6 +174,7 @@ impl Metrics {
         Metrics {
             auth_by_path,
             client_disconnects,
+            refused_token_hits,
             revoked_requests,
             revocations,
             revocations_synced,

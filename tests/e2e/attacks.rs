@@ -446,6 +446,28 @@ mod resource_exhaustion {
     }
 
     #[test]
+    fn a_replayed_forged_token_is_verified_once() {
+        let w = World::start();
+        // Same kid, another key: a signature that cannot verify.
+        let forger = TestKey::rsa("forger").with_kid("rsa-1");
+        let forged = forger.sign(&w.claims("mallory", "admin"));
+        for _ in 0..50 {
+            let answer = get_with_token(w.proxy.addr, "/todos/1", &forged);
+            assert_eq!(answer.status, 401);
+            assert!(answer.header("www-authenticate").is_some_and(|c| c.contains("signature is invalid")));
+        }
+        assert_eq!(w.proxy.metric("portcullis_refused_token_hits_total"), Some(49.0), "one verification, 49 replays");
+        // A token that is not valid yet may become valid: never remembered.
+        let mut early = w.claims("alice", "tasks:read");
+        early["nbf"] = (harness::now() + 3600).into();
+        let early = w.rsa.sign(&early);
+        for _ in 0..3 {
+            assert_eq!(status(&w, &early), 401);
+        }
+        assert_eq!(w.proxy.metric("portcullis_refused_token_hits_total"), Some(49.0));
+    }
+
+    #[test]
     fn the_verified_token_cache_stays_bounded() {
         let upstream = Upstream::start("api");
         let key = TestKey::rsa("rsa-1");

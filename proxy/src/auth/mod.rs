@@ -11,6 +11,7 @@ mod challenge;
 mod identity;
 pub(crate) mod introspect;
 mod issuer;
+mod refused;
 pub(crate) mod revocation;
 pub(crate) mod source;
 
@@ -64,6 +65,8 @@ pub struct Authenticator {
     sources: Sources,
     verifier: Verifier,
     cache: Arc<TokenCache>,
+    /// JWTs refused moments ago: a replay is refused without verifying.
+    refused: refused::RefusedTokens,
     revocations: Arc<Revocations>,
 }
 
@@ -77,7 +80,13 @@ impl Authenticator {
             metrics,
             cache_ttl: settings.cache_ttl,
         };
-        Authenticator { sources, verifier, cache: settings.cache, revocations: settings.revocations }
+        Authenticator {
+            sources,
+            verifier,
+            cache: settings.cache,
+            refused: refused::RefusedTokens::new(),
+            revocations: settings.revocations,
+        }
     }
 
     /// With the configured API keys (none when `None`).
@@ -177,13 +186,23 @@ impl Authenticator {
             self.cache.remove(&digest);
         }
         self.verifier.metrics.token_cache_misses.inc();
+        if let Some(error) = self.refused.get(&digest) {
+            self.verifier.metrics.refused_token_hits.inc();
+            return (Err(error), AuthPath::Rejected);
+        }
         match self.sources.authenticate(&self.verifier, presented, &digest).await {
             (Ok(identity), path) => {
                 let identity = Arc::new(identity);
                 self.cache.insert(digest, Arc::clone(&identity));
                 (Ok(identity), path)
             }
-            (Err(e), _) => (Err(e), AuthPath::Rejected),
+            (Err(e), path) => {
+                // Introspection keeps its own negative cache (negative_ttl).
+                if path == AuthPath::Verified {
+                    self.refused.remember(digest, e);
+                }
+                (Err(e), AuthPath::Rejected)
+            }
         }
     }
 

@@ -21,6 +21,11 @@ use crate::auth::{AuthError, Identity};
 use crate::idp::unix_now;
 use crate::labels::AuthPath;
 
+/// Refusals that may not hold a little later (the refused-token set skips
+/// them).
+pub(crate) const NOT_YET_VALID: &str = "the token is not valid yet";
+pub(crate) const UNKNOWN_KEY: &str = "the token is signed with an unknown key";
+
 pub(crate) struct BearerJwt {
     places: BearerPlaces,
     by_iss: HashMap<String, IssuerId>,
@@ -66,7 +71,7 @@ impl BearerJwt {
         let keys = current_keys(state, kid, alg).await?;
         let key = match keys.lookup(kid, alg) {
             KeyLookup::Found(key) => key,
-            KeyLookup::UnknownKid => return Err(invalid("the token is signed with an unknown key")),
+            KeyLookup::UnknownKid => return Err(invalid(UNKNOWN_KEY)),
             KeyLookup::Ambiguous => return Err(invalid("the token has no key id and the issuer has several keys")),
             KeyLookup::Incompatible => return Err(invalid("no key of the issuer can verify this algorithm")),
         };
@@ -147,7 +152,7 @@ async fn current_keys(state: &IssuerState, kid: Option<&str>, alg: Algorithm) ->
 fn describe(kind: &ErrorKind) -> &'static str {
     match kind {
         ErrorKind::ExpiredSignature => "the token has expired",
-        ErrorKind::ImmatureSignature => "the token is not valid yet",
+        ErrorKind::ImmatureSignature => NOT_YET_VALID,
         ErrorKind::InvalidIssuer => "the token's issuer is not accepted",
         ErrorKind::InvalidAudience => "the token is not for this audience",
         ErrorKind::InvalidSignature => "the token's signature is invalid",
