@@ -272,6 +272,20 @@ pub(crate) struct TokensFile {
     pub max_bytes: Option<Spanned<u64>>,
     /// Query parameter that may carry the token (off unless set).
     pub query_parameter: Option<Text>,
+    /// Invalid bearer tokens a client may send before its requests that
+    /// need a verification get 429 (off unless set).
+    pub failed_auth_budget: Option<Spanned<FailedAuthFile>>,
+}
+
+/// `tokens.failed_auth_budget`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct FailedAuthFile {
+    pub limit: Spanned<u64>,
+    pub per: Text,
+    pub burst: Option<Spanned<u64>>,
+    pub max_keys: Option<Spanned<u64>>,
+    pub ipv6_prefix: Option<Spanned<u8>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -124,7 +124,7 @@ fn authenticator(runtime: &tokio::runtime::Runtime, signer: &Signer, cache: usiz
         issuers: vec![state],
         identity_headers: headers,
         condition_claims: Vec::new(),
-        tokens: &TokenSettings { max_bytes: 8192, query_parameter: None },
+        tokens: &TokenSettings { max_bytes: 8192, query_parameter: None, failed_auth_budget: None },
         cache: Arc::new(TokenCache::new(cache)),
         cache_ttl: Duration::from_secs(300),
         revocations: portcullis::Revocations::new(),

@@ -36,6 +36,9 @@ pub struct Metrics {
     pub client_disconnects: IntCounter,
     /// JWTs refused from the refused-token set, without a verification.
     pub refused_token_hits: IntCounter,
+    /// Requests refused (429) because their client is over its
+    /// failed-authentication budget.
+    pub failed_auth_budget_refusals: IntCounter,
     /// Credentials refused because they are revoked.
     pub revoked_requests: IntCounter,
     /// Revocations held in memory.
@@ -145,6 +148,14 @@ impl Metrics {
             )
             .unwrap_or_else(|e| unreachable_metric("refused_hits", e)),
         );
+        let failed_auth_budget_refusals = register(
+            r,
+            IntCounter::new(
+                "portcullis_failed_auth_budget_refusals_total",
+                "Requests refused with 429 before any verification: the client sent too many invalid tokens.",
+            )
+            .unwrap_or_else(|e| unreachable_metric("budget", e)),
+        );
         let revoked_requests = register(
             r,
             IntCounter::new(
@@ -175,6 +186,7 @@ impl Metrics {
             auth_by_path,
             client_disconnects,
             refused_token_hits,
+            failed_auth_budget_refusals,
             revoked_requests,
             revocations,
             revocations_synced,

@@ -164,6 +164,11 @@ impl Limiter {
         })
     }
 
+    /// The key as this limiter hashes it (per-process SipHash key).
+    pub(crate) fn key_hash(&self, key: KeyValue<'_>) -> u64 {
+        self.hash(key)
+    }
+
     fn hash(&self, key: KeyValue<'_>) -> u64 {
         let mut hasher = self.hasher.build_hasher();
         match key {

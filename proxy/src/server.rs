@@ -228,6 +228,7 @@ impl BackgroundService for Housekeeping {
                         limiter.prune();
                     }
                     runtime.revocation_book().prune();
+                    runtime.auth().prune();
                 }
             }
         }

@@ -468,6 +468,36 @@ mod resource_exhaustion {
     }
 
     #[test]
+    fn a_client_over_its_failed_auth_budget_gets_429_before_any_verification() {
+        let w = World::start_configured(|c| {
+            c.main_option("trusted_proxies", "[\"127.0.0.1\"]")
+                .extra("tokens:\n  failed_auth_budget: {limit: 5, per: 1m}\n")
+        });
+        let send = |client: &str, token: &str| {
+            let authorization = format!("Bearer {token}");
+            get(w.proxy.addr, "/todos/1", &[("X-Forwarded-For", client), ("Authorization", &authorization)])
+        };
+        let (mallory, alice) = ("198.51.100.7", "203.0.113.9");
+        let cached = w.token("mallory-valid", "tasks:read");
+        assert_eq!(send(mallory, &cached).status, 200, "verified and cached before the flood");
+        let forger = TestKey::rsa("forger").with_kid("rsa-1");
+        let forged = |n: u32| forger.sign(&w.claims(&format!("victim-{n}"), "admin"));
+        for n in 0..6 {
+            assert_eq!(send(mallory, &forged(n)).status, 401, "within the budget, forgery {n} is verified and refused");
+        }
+        let over = send(mallory, &forged(99));
+        assert_eq!(over.status, 429, "{}", over.text());
+        assert!(over.header("retry-after").is_some_and(|s| s.parse::<u64>().is_ok_and(|s| (1..=60).contains(&s))));
+        // Nothing that needs a verification from this client, even valid...
+        assert_eq!(send(mallory, &w.token("new-valid", "tasks:read")).status, 429);
+        // ...but a token already verified is served from the cache.
+        assert_eq!(send(mallory, &cached).status, 200);
+        // Another client behind the same trusted proxy is unaffected.
+        assert_eq!(send(alice, &w.token("alice", "tasks:read")).status, 200);
+        assert_eq!(w.proxy.metric("portcullis_failed_auth_budget_refusals_total"), Some(2.0));
+    }
+
+    #[test]
     fn the_verified_token_cache_stays_bounded() {
         let upstream = Upstream::start("api");
         let key = TestKey::rsa("rsa-1");

@@ -405,6 +405,9 @@ impl StoreErrorPolicy {
 pub struct TokenSettings {
     pub max_bytes: usize,
     pub query_parameter: Option<String>,
+    /// Per client address (as `client_ip` keys it): invalid bearer tokens
+    /// allowed before verifications are refused with 429 (`None`: off).
+    pub failed_auth_budget: Option<RateLimit>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

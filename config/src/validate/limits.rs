@@ -141,7 +141,22 @@ pub(super) fn tokens(file: &Option<Spanned<TokensFile>>, r: &mut Reporter<'_>) -
             Some(text.value.clone())
         }
     });
-    TokenSettings { max_bytes, query_parameter }
+    let failed_auth_budget = file.and_then(|f| f.failed_auth_budget.as_ref()).and_then(|budget| {
+        // The same checks as a named limit keyed by client address.
+        let b = &budget.value;
+        let as_limit = RateLimitFile {
+            key: Spanned { value: "client_ip".to_owned(), referenced: budget.referenced, defined: budget.defined },
+            limit: b.limit.clone(),
+            per: b.per.clone(),
+            burst: b.burst.clone(),
+            max_keys: b.max_keys.clone(),
+            ipv6_prefix: b.ipv6_prefix.clone(),
+            store: None,
+            on_store_error: None,
+        };
+        rate_limit("failed_auth".to_owned(), &as_limit, false, r)
+    });
+    TokenSettings { max_bytes, query_parameter, failed_auth_budget }
 }
 
 pub(super) fn token_cache(file: &Option<Spanned<TokenCacheFile>>, r: &mut Reporter<'_>) -> TokenCacheSettings {

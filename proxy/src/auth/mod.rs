@@ -6,6 +6,7 @@
 //! crypto, no network. Per issuer state that survives reloads (keys,
 //! refresh state, introspection) is in `issuer`.
 
+mod budget;
 pub(crate) mod cache;
 mod challenge;
 mod identity;
@@ -45,6 +46,9 @@ pub(crate) enum AuthError {
     /// 503: the issuer has had no usable keys since start, or cannot be
     /// asked right now.
     IssuerUnavailable { retry_after: u64 },
+    /// 429: the client has sent more invalid tokens than its
+    /// `failed_auth_budget` allows; nothing was verified.
+    OverFailedAuthBudget { retry_after: u64 },
 }
 
 /// What the cache and the sources need to build an [`Authenticator`].
@@ -67,12 +71,15 @@ pub struct Authenticator {
     cache: Arc<TokenCache>,
     /// JWTs refused moments ago: a replay is refused without verifying.
     refused: refused::RefusedTokens,
+    /// `tokens.failed_auth_budget`, when set.
+    budget: Option<budget::FailedAuthBudget>,
     revocations: Arc<Revocations>,
 }
 
 impl Authenticator {
     pub fn new(settings: AuthSettings<'_>, client: Arc<IdpClient>, metrics: Arc<Metrics>) -> Authenticator {
         let sources = Sources::new(settings.tokens, &settings.issuers);
+        let verifier_metrics = Arc::clone(&metrics);
         let verifier = Verifier {
             issuers: settings.issuers,
             identities: IdentityMaker::new(settings.identity_headers, settings.condition_claims),
@@ -85,6 +92,9 @@ impl Authenticator {
             verifier,
             cache: settings.cache,
             refused: refused::RefusedTokens::new(),
+            budget: settings.tokens.failed_auth_budget.clone().map(|limit| {
+                budget::FailedAuthBudget::new(limit, verifier_metrics.failed_auth_budget_refusals.clone())
+            }),
             revocations: settings.revocations,
         }
     }
@@ -134,8 +144,18 @@ impl Authenticator {
     /// to this configuration, so a key removed or expired is refused at
     /// once, with no cached identity outliving it.
     pub(crate) async fn authenticate(&self, presented: Presented<'_>) -> (Result<Arc<Identity>, AuthError>, AuthPath) {
+        self.authenticate_from(presented, None).await
+    }
+
+    /// [`Self::authenticate`] for a request from `client` (its address as
+    /// `client_ip` keys it), which the failed-authentication budget counts.
+    pub(crate) async fn authenticate_from(
+        &self,
+        presented: Presented<'_>,
+        client: Option<std::net::IpAddr>,
+    ) -> (Result<Arc<Identity>, AuthError>, AuthPath) {
         let digest = cache::digest(presented.secret);
-        let (result, path) = self.authenticate_digest(presented, &digest).await;
+        let (result, path) = self.authenticate_digest(presented, &digest, client).await;
         match result {
             // Revocations apply to cached identities too: checked on every
             // request, in memory.
@@ -149,6 +169,19 @@ impl Authenticator {
                 (Err(why), AuthPath::Rejected)
             }
             other => (other, path),
+        }
+    }
+
+    fn count_failure(&self, client: Option<std::net::IpAddr>) {
+        if let Some(budget) = &self.budget {
+            budget.failed(client);
+        }
+    }
+
+    /// Drop the failed-authentication budget's idle counters.
+    pub(crate) fn prune(&self) {
+        if let Some(budget) = &self.budget {
+            budget.prune();
         }
     }
 
@@ -169,6 +202,7 @@ impl Authenticator {
         &self,
         presented: Presented<'_>,
         digest: &cache::TokenDigest,
+        client: Option<std::net::IpAddr>,
     ) -> (Result<Arc<Identity>, AuthError>, AuthPath) {
         let digest = *digest;
         if presented.kind == CredentialKind::ApiKey {
@@ -188,7 +222,11 @@ impl Authenticator {
         self.verifier.metrics.token_cache_misses.inc();
         if let Some(error) = self.refused.get(&digest) {
             self.verifier.metrics.refused_token_hits.inc();
+            self.count_failure(client);
             return (Err(error), AuthPath::Rejected);
+        }
+        if let Some(retry_after) = self.budget.as_ref().and_then(|budget| budget.blocked(client)) {
+            return (Err(AuthError::OverFailedAuthBudget { retry_after }), AuthPath::Rejected);
         }
         match self.sources.authenticate(&self.verifier, presented, &digest).await {
             (Ok(identity), path) => {
@@ -200,6 +238,9 @@ impl Authenticator {
                 // Introspection keeps its own negative cache (negative_ttl).
                 if path == AuthPath::Verified {
                     self.refused.remember(digest, e);
+                }
+                if matches!(e, AuthError::InvalidToken(_)) {
+                    self.count_failure(client);
                 }
                 (Err(e), AuthPath::Rejected)
             }

@@ -46,7 +46,9 @@ impl RefusedTokens {
     pub(crate) fn remember(&self, digest: TokenDigest, error: AuthError) {
         let lasting = match error {
             AuthError::InvalidToken(why) => !PASSING.contains(&why),
-            AuthError::InvalidApiKey(_) | AuthError::IssuerUnavailable { .. } => false,
+            AuthError::InvalidApiKey(_)
+            | AuthError::IssuerUnavailable { .. }
+            | AuthError::OverFailedAuthBudget { .. } => false,
         };
         if lasting {
             self.entries.insert(digest, (error, unix_now() + REFUSED_TTL.as_secs()));

@@ -55,7 +55,9 @@ async fn admit_request(session: &mut Session, runtime: &Runtime, ctx: &mut Reque
         }
     }
     let accepts = runtime.accepted_credentials(routed.route);
-    let identity = authenticate::authorize(session.req_header(), runtime, route, routed.path.as_ref(), accepts).await?;
+    let identity =
+        authenticate::authorize(session.req_header(), ctx.client_ip, runtime, route, routed.path.as_ref(), accepts)
+            .await?;
     if let Some(route) = route {
         limits::by_subject(runtime, route, &identity).await?;
     }

@@ -20,6 +20,7 @@ use crate::runtime::Runtime;
 /// The verified identity the request may proceed with, or the refusal.
 pub(crate) async fn authorize(
     request: &RequestHeader,
+    client: Option<std::net::IpAddr>,
     runtime: &Runtime,
     route: Option<&Route>,
     path: Option<&NormalizedPath<'_>>,
@@ -36,7 +37,7 @@ pub(crate) async fn authorize(
     let scheme = if presented.kind == CredentialKind::ApiKey { Scheme::ApiKey } else { Scheme::Bearer };
 
     let started = Instant::now();
-    let (result, auth_path) = auth.authenticate(presented).await;
+    let (result, auth_path) = auth.authenticate_from(presented, client).await;
     let timer = auth.metrics().auth_timer(auth_path);
     let identity = match result {
         Ok(identity) => identity,

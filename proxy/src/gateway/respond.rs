@@ -139,6 +139,12 @@ impl Denied {
         match error {
             AuthError::InvalidToken(description) => Denied::invalid_token(description, challenges),
             AuthError::InvalidApiKey(description) => Denied::invalid_api_key(description, challenges),
+            AuthError::OverFailedAuthBudget { retry_after } => Denied::new(
+                Outcome::RateLimited,
+                Rejection::new(429, "rate_limited", "too many invalid credentials from this client; retry later")
+                    .retry_after(retry_after)
+                    .header("ratelimit", format!("\"failed_auth\";r=0;t={retry_after}")),
+            ),
             AuthError::IssuerUnavailable { retry_after } => Denied::new(
                 Outcome::IssuerUnavailable,
                 Rejection::new(503, "temporarily_unavailable", "the token issuer's keys are not available yet")
