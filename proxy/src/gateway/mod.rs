@@ -14,6 +14,7 @@ mod forwarding;
 mod hygiene;
 mod limits;
 mod overrides;
+mod rejection;
 mod request;
 pub(crate) mod respond;
 mod routing;
