@@ -60,8 +60,12 @@ impl IssuerState {
     }
 
     /// How long a client should wait while the issuer is unavailable.
+    /// Without keys: until the key store's next attempt (it backs off from
+    /// 250 ms then), so `Retry-After` tells the truth. With keys (a failed
+    /// introspection) or for a secret that is missing: a fixed estimate.
     pub(super) fn retry_after(&self) -> u64 {
-        self.config().min_refresh_interval.as_secs().clamp(1, 30)
+        let next_fetch = if self.keys.keys().is_none() { self.keys.seconds_to_next_attempt() } else { None };
+        next_fetch.unwrap_or_else(|| self.config().min_refresh_interval.as_secs().clamp(1, 30))
     }
 }
 

@@ -1,7 +1,7 @@
 //! One issuer's keys over time: fetched at start, refreshed periodically
 //! and on demand (single-flight, rate-limited), kept across reloads.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
@@ -13,6 +13,12 @@ use tokio::sync::watch;
 
 use super::client::{FetchError, IdpClient};
 use crate::metrics::Metrics;
+
+/// The first retry delay while an issuer has no keys; it doubles per
+/// failure up to the issuer's `min_refresh_interval`.
+const FIRST_KEYS_BACKOFF: Duration = Duration::from_millis(250);
+/// Longest wait between attempts while an issuer has never had keys.
+const FIRST_KEYS_MAX: Duration = Duration::from_secs(1);
 
 /// What readiness reports about one issuer.
 #[derive(Debug, Clone, Default)]
@@ -34,8 +40,11 @@ pub(crate) struct KeyStore {
     in_flight: AtomicBool,
     /// Bumped after every refresh attempt; waiters watch it.
     attempts: watch::Sender<u64>,
-    /// When the IdP asked to be asked again (max-age), bounded.
-    next_delay_ms: AtomicU64,
+    /// Milliseconds since `epoch` when the periodic loop tries next: the
+    /// schedule (max-age, retries) and what `Retry-After` is computed from.
+    next_attempt_ms: AtomicU64,
+    /// Failed attempts in a row while no keys have ever been held.
+    failures_without_keys: AtomicU32,
     epoch: Instant,
     client: Arc<IdpClient>,
     metrics: Arc<Metrics>,
@@ -80,7 +89,8 @@ impl KeyStore {
             last_attempt_ms: AtomicU64::new(0),
             in_flight: AtomicBool::new(false),
             attempts: watch::Sender::new(0),
-            next_delay_ms: AtomicU64::new(duration_ms(issuer.jwks_refresh)),
+            next_attempt_ms: AtomicU64::new(0),
+            failures_without_keys: AtomicU32::new(0),
             epoch: Instant::now(),
             issuer,
             client,
@@ -110,6 +120,16 @@ impl KeyStore {
 
     pub(crate) fn discovered(&self) -> Option<Discovered> {
         self.discovered.lock().ok().and_then(|d| d.clone())
+    }
+
+    /// Whole seconds until the next fetch attempt, at least 1 (an attempt
+    /// due or running now); `None` for a store that never fetches.
+    pub(crate) fn seconds_to_next_attempt(&self) -> Option<u64> {
+        if matches!(self.issuer.keys, KeySource::Secret { .. }) {
+            return None;
+        }
+        let wait_ms = self.next_attempt_ms.load(Ordering::Acquire).saturating_sub(self.now_ms());
+        Some(wait_ms.div_ceil(1000).max(1))
     }
 
     /// Ask for a refresh because a token named an unknown key (or none are
@@ -163,13 +183,14 @@ impl KeyStore {
                 self.current.store(Some(Arc::new(keys)));
                 drop(status.last_error.take());
                 self.record_keys(count);
+                self.failures_without_keys.store(0, Ordering::Release);
                 self.metrics.jwks_fetches.with_label_values(&[issuer, "ok"]).inc();
                 let delay = match max_age {
                     // max-age may shorten the refresh interval, never lengthen it.
                     Some(age) => age.clamp(self.issuer.min_refresh_interval, self.issuer.jwks_refresh),
                     None => self.issuer.jwks_refresh,
                 };
-                self.next_delay_ms.store(duration_ms(delay), Ordering::Release);
+                self.schedule(delay);
                 if skipped > 0 {
                     tracing::debug!(issuer = %issuer, skipped, "JWKS entries skipped (unsupported or unusable)");
                 }
@@ -179,15 +200,23 @@ impl KeyStore {
                 self.metrics.jwks_fetches.with_label_values(&[issuer, error.label()]).inc();
                 tracing::warn!(issuer = %issuer, error = %error, "JWKS refresh failed; keeping the keys held");
                 status.last_error = Some(error.to_string());
-                // Retry sooner than a normal refresh, never faster than allowed.
-                let retry = self.issuer.min_refresh_interval.max(Duration::from_secs(1)).min(self.issuer.jwks_refresh);
-                self.next_delay_ms.store(duration_ms(retry), Ordering::Release);
-                if self.current.load().is_none() {
+                let retry = if self.current.load().is_some() {
+                    // Retry sooner than a normal refresh, never faster than allowed.
+                    self.issuer.min_refresh_interval.max(Duration::from_secs(1)).min(self.issuer.jwks_refresh)
+                } else {
+                    // No keys yet: the issuer is refused (503) and the proxy
+                    // is not ready until a fetch succeeds. An IdP that starts
+                    // after the proxy (compose, Kubernetes) should be noticed
+                    // within a moment, not one `min_refresh_interval` later:
+                    // back off from 250 ms instead.
+                    let failures = self.failures_without_keys.fetch_add(1, Ordering::AcqRel);
                     // Maybe discovery pointed somewhere stale: ask again next time.
                     if let Ok(mut d) = self.discovered.lock() {
                         *d = None;
                     }
-                }
+                    first_keys_backoff(failures, self.issuer.min_refresh_interval, self.issuer.jwks_refresh)
+                };
+                self.schedule(retry);
             }
         }
     }
@@ -217,6 +246,19 @@ impl KeyStore {
         Ok((parsed.keys, parsed.skipped, document.max_age))
     }
 
+    /// Set the periodic loop's next attempt `delay` from now, at the end of
+    /// every refresh. An on-demand refresh that ends while the loop sleeps
+    /// towards a pending moment keeps that moment: the loop wakes then
+    /// whatever happens meanwhile, so it is still the next attempt. The
+    /// loop's timing is unchanged: `delay` after the refresh it waited for.
+    fn schedule(&self, delay: Duration) {
+        let now = self.now_ms();
+        let next = now.saturating_add(duration_ms(delay));
+        let _ = self
+            .next_attempt_ms
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |pending| (pending <= now).then_some(next));
+    }
+
     fn record_keys(&self, count: usize) {
         let name = &self.issuer.name;
         self.metrics.jwks_keys.with_label_values(&[name]).set(count.min(MAX_KEYS) as i64);
@@ -243,6 +285,21 @@ fn duration_ms(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
+/// The delay after the `failures`-th failure in a row (from 0) of an issuer
+/// that never had keys: 250 ms doubling, at most [`FIRST_KEYS_MAX`],
+/// `min_refresh_interval` (but never under 250 ms, so `0s` is no busy loop)
+/// and `jwks_refresh`. The cap is a second, not the interval: an IdP that
+/// comes up after a minute (Keycloak booting, a compose or Kubernetes start
+/// in any order) is then noticed within a second, not up to 30 s later, at
+/// the price of one small request a second to an IdP that is down.
+fn first_keys_backoff(failures: u32, min_refresh_interval: Duration, jwks_refresh: Duration) -> Duration {
+    FIRST_KEYS_BACKOFF
+        .saturating_mul(2u32.saturating_pow(failures))
+        .min(FIRST_KEYS_MAX)
+        .min(min_refresh_interval.max(FIRST_KEYS_BACKOFF))
+        .min(jwks_refresh)
+}
+
 /// Periodic refresh for as long as the store is in use.
 async fn refresh_loop(store: Weak<KeyStore>) {
     loop {
@@ -253,8 +310,28 @@ async fn refresh_loop(store: Weak<KeyStore>) {
             let _ = done.changed().await;
         }
         let Some(strong) = store.upgrade() else { return };
-        let delay = Duration::from_millis(strong.next_delay_ms.load(Ordering::Acquire));
+        let wait_ms = strong.next_attempt_ms.load(Ordering::Acquire).saturating_sub(strong.now_ms());
         drop(strong);
-        tokio::time::sleep(delay).await;
+        tokio::time::sleep(Duration::from_millis(wait_ms)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn first_keys_backoff_doubles_from_250_ms_up_to_a_second() {
+        let (min, refresh) = (Duration::from_secs(30), Duration::from_secs(600));
+        let delays: Vec<u64> = (0..10).map(|n| duration_ms(first_keys_backoff(n, min, refresh))).collect();
+        assert_eq!(delays, [250, 500, 1000, 1000, 1000, 1000, 1000, 1000, 1000, 1000]);
+        assert_eq!(first_keys_backoff(u32::MAX, min, refresh), FIRST_KEYS_MAX);
+        // Never beyond min_refresh_interval or jwks_refresh, never a busy
+        // loop with min_refresh_interval: 0s.
+        assert_eq!(first_keys_backoff(9, Duration::from_millis(500), refresh), Duration::from_millis(500));
+        assert_eq!(first_keys_backoff(9, min, Duration::from_millis(400)), Duration::from_millis(400));
+        assert_eq!(first_keys_backoff(9, Duration::ZERO, refresh), FIRST_KEYS_BACKOFF);
+        assert_eq!(first_keys_backoff(0, Duration::from_secs(1), refresh), FIRST_KEYS_BACKOFF);
+        assert_eq!(first_keys_backoff(5, Duration::from_secs(1), refresh), Duration::from_secs(1));
     }
 }
