@@ -32,9 +32,10 @@ use crate::metrics::Metrics;
 const BREAKER_THRESHOLD: u32 = 3;
 /// How long the open breaker skips Redis before trying again.
 const BREAKER_OPEN: Duration = Duration::from_secs(2);
-/// First and longest wait between connection attempts.
+/// First and longest wait between connection attempts: a replica started
+/// before Redis connects within about a second of Redis coming up.
 const RECONNECT_MIN: Duration = Duration::from_millis(250);
-const RECONNECT_MAX: Duration = Duration::from_secs(5);
+const RECONNECT_MAX: Duration = Duration::from_secs(1);
 
 /// Why Redis did not answer.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -28,7 +28,7 @@ const RESYNC_EVERY: Duration = Duration::from_secs(30);
 /// Reading the whole set may take longer than a request's command.
 const SYNC_TIMEOUT: Duration = Duration::from_secs(10);
 const RETRY_MIN: Duration = Duration::from_millis(250);
-const RETRY_MAX: Duration = Duration::from_secs(5);
+const RETRY_MAX: Duration = Duration::from_secs(1);
 
 /// Why a revocation was not recorded.
 #[derive(Debug, thiserror::Error)]
