@@ -152,6 +152,22 @@ fn a_revocation_reaches_every_replica_within_a_second_and_a_replica_started_late
     let late = fleet.replica();
     assert_eq!(read_with(&late, &leaked), 401, "a replica started later refuses it from its first request");
 
+    // Redis restarted empty: the replicas keep the revocation and write it
+    // back, so a replica started after that still refuses the token.
+    let mut redis = redis;
+    redis.stop();
+    redis.restart();
+    assert!(
+        wait_until(Duration::from_secs(5), || redis
+            .command(&["ZRANGE", "portcullis:revocations", "0", "-1"])
+            .contains("jti-leaked")),
+        "the revocation was not written back to an empty Redis"
+    );
+    for replica in &replicas {
+        assert_eq!(read_with(replica, &leaked), 401);
+    }
+    assert_eq!(read_with(&fleet.replica(), &leaked), 401, "a replica started after the wipe");
+
     // Every token of a subject issued before now; a token issued after
     // the revocation is accepted.
     let (code, stdout, stderr) = run_cli(&["revoke", "-c", config, "--subject", "alice", "--issuer", "sso"], &ENV);

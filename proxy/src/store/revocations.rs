@@ -8,7 +8,8 @@
 //! message with the member on the channel of the same name. A replica
 //! subscribes first, then reads the whole set (so nothing written in
 //! between is missed), then applies each message; it reads the whole set
-//! again every [`RESYNC_EVERY`] and after every reconnect.
+//! again every [`RESYNC_EVERY`] and after every reconnect. Entries end only
+//! by expiring: one that Redis lost is kept, and written back.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -71,18 +72,32 @@ impl RevocationBook {
         Ok(())
     }
 
-    /// Replace every entry (a full read of Redis).
-    fn replace_all(&self, fresh: HashMap<Revocation, u64>) {
+    /// Merge a full read of Redis into the book; return the unexpired
+    /// entries held here that Redis lacks. Revocations only ever end by
+    /// expiring, so an entry Redis lost (restarted empty, failed over to a
+    /// replica that had not seen it) is kept here, never dropped.
+    fn merge(&self, fresh: HashMap<Revocation, u64>) -> Vec<(Revocation, u64)> {
         let mut entries = self.lock();
-        if fresh.len() > self.settings.max_entries {
+        let now = unix_now();
+        let missing: Vec<(Revocation, u64)> = entries
+            .iter()
+            .filter(|(entry, until)| **until > now && !fresh.contains_key(*entry))
+            .map(|(entry, until)| (entry.clone(), *until))
+            .collect();
+        for (entry, until) in fresh {
+            let kept = entries.entry(entry).or_insert(until);
+            *kept = (*kept).max(until);
+        }
+        entries.retain(|_, until| *until > now);
+        if entries.len() > self.settings.max_entries {
             tracing::error!(
-                held = fresh.len(),
+                held = entries.len(),
                 max_entries = self.settings.max_entries,
-                "Redis holds more revocations than revocation.max_entries; all are kept"
+                "more revocations than revocation.max_entries are in force; all are kept"
             );
         }
-        *entries = fresh;
-        self.publish(&entries, unix_now());
+        self.publish(&entries, now);
+        missing
     }
 
     fn publish(&self, entries: &HashMap<Revocation, u64>, now: u64) {
@@ -205,9 +220,16 @@ async fn follow_once(store: &RedisStore, book: &RevocationBook) -> Result<(), St
     }
 }
 
+/// Read the whole set into the book, and write back what Redis lost.
 async fn resync(store: &RedisStore, book: &RevocationBook) -> Result<(), String> {
     let entries = store.read_revocations().await.map_err(|e| e.to_string())?;
-    book.replace_all(entries);
+    let missing = book.merge(entries);
+    if !missing.is_empty() {
+        tracing::warn!(count = missing.len(), "Redis lacks revocations this replica holds; writing them back");
+        for (entry, expires) in &missing {
+            store.revoke(entry, *expires).await.map_err(|e| e.to_string())?;
+        }
+    }
     store.metrics().revocations_synced.set(unix_now() as f64);
     Ok(())
 }
