@@ -5,10 +5,10 @@
 #   bash tests/bench/run.sh [--duration SECONDS] [--connections N] [--quick] [--out DIR]
 #                           [--proxies a,b] [--scenarios a,b] [--keep] [--no-build]
 #
-# Installs nginx, haproxy and wrk from Debian packages when missing (as root),
-# builds portcullis and tests/bench/bare-pingora in release mode, then hands
-# over to bench.py, which starts everything on loopback, checks that each
-# authenticating proxy enforces, measures and prints the tables. See README.md.
+# Installs nginx, haproxy, wrk and redis-server from Debian packages when
+# missing (as root), builds portcullis and bare-pingora in release mode, then
+# hands over to bench.py, which starts everything on loopback, checks that
+# each proxy answers as it should, measures and prints tables. See README.md.
 set -euo pipefail
 
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -19,7 +19,7 @@ args=()
 for arg in "$@"; do
   case "$arg" in
     --no-build) build=0 ;;
-    -h|--help) sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; exec python3 "$HERE/bench.py" --help ;;
+    -h|--help) sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'; exec python3 "$HERE/bench.py" --help ;;
     *) args+=("$arg") ;;
   esac
 done
@@ -34,14 +34,21 @@ command -v wrk     >/dev/null 2>&1 || missing+=(wrk)
 command -v taskset >/dev/null 2>&1 || missing+=(util-linux)
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 command -v python3 >/dev/null 2>&1 || missing+=(python3 python3-venv)
-if ((${#missing[@]})); then
+# Only limit-redis needs it (bench.py starts a private one on loopback,
+# without persistence); without it that scenario is reported as not measured.
+optional=()
+command -v redis-server >/dev/null 2>&1 || optional+=(redis-server)
+if ((${#missing[@]} + ${#optional[@]})); then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-    step "installing ${missing[*]} (apt-get)"
+    step "installing ${missing[*]} ${optional[*]} (apt-get)"
     apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-  else
-    echo "missing: ${missing[*]}; install them (Debian: apt-get install ${missing[*]})" >&2
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+      ${missing[@]+"${missing[@]}"} ${optional[@]+"${optional[@]}"} >/dev/null
+  elif ((${#missing[@]})); then
+    echo "missing: ${missing[*]}; install them (Debian: apt-get install ${missing[*]} ${optional[*]})" >&2
     exit 1
+  else
+    echo "warning: no redis-server (Debian: apt-get install redis-server): limit-redis will not be measured" >&2
   fi
 fi
 # (No `| head` or `| grep -q` here: with pipefail, SIGPIPE would end the script.)
