@@ -41,8 +41,12 @@ impl Admin {
     fn readiness(&self) -> (StatusCode, String) {
         let runtime = self.current.load();
         let mut reasons = runtime.unready_issuers();
-        if let Some(store) = runtime.redis().filter(|store| store.settings().required_for_readiness) {
-            if !store.available() {
+        if let Some(store) = runtime.redis() {
+            // Not before the revocations are known: a replica that has never
+            // read them could serve a revoked token.
+            if !runtime.revocation_book().synced() {
+                reasons.push("the revocations have not been read from Redis yet".to_owned());
+            } else if store.settings().required_for_readiness && !store.available() {
                 reasons.push("Redis is unavailable (redis.required_for_readiness)".to_owned());
             }
         }
@@ -108,10 +112,16 @@ impl Admin {
                 Err(error) => return refusal(StatusCode::BAD_REQUEST, "invalid_request", error.to_string()),
             }
         }
-        let request: RevokeRequest = match serde_json::from_slice(&body) {
+        let mut request: RevokeRequest = match serde_json::from_slice(&body) {
             Ok(request) => request,
             Err(error) => return refusal(StatusCode::BAD_REQUEST, "invalid_request", error.to_string()),
         };
+        if let Some(given) = request.iss.take() {
+            match revoke::resolve_issuer(runtime.config(), &given) {
+                Ok(iss) => request.iss = Some(iss),
+                Err(why) => return refusal(StatusCode::BAD_REQUEST, "invalid_request", why),
+            }
+        }
         let book = runtime.revocation_book();
         let (entry, expires) = match request.entry(book.settings(), crate::idp::unix_now()) {
             Ok(entry) => entry,
@@ -120,12 +130,18 @@ impl Admin {
         let shown = entry.to_json();
         match revoke::record(runtime.redis(), book, entry, expires).await {
             Ok(recorded) => {
-                tracing::info!(entry = %shown, expires, shared = recorded == Recorded::Shared, "revoked");
+                let shared = recorded == Recorded::Shared;
+                tracing::info!(entry = %shown, expires, ?recorded, "revoked");
                 let revoked: serde_json::Value = serde_json::from_str(&shown).unwrap_or_default();
-                json(
-                    StatusCode::OK,
-                    serde_json::json!({ "revoked": revoked, "expires": expires, "shared": recorded == Recorded::Shared }),
-                )
+                let body = serde_json::json!({
+                    "revoked": revoked,
+                    "expires": expires,
+                    "shared": shared,
+                    "pending": recorded == Recorded::Pending,
+                });
+                // 202: in force here, and on its way to the other replicas.
+                let status = if recorded == Recorded::Pending { StatusCode::ACCEPTED } else { StatusCode::OK };
+                json(status, body)
             }
             Err(error) => refusal(StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable", error.to_string()),
         }

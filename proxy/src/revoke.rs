@@ -13,6 +13,8 @@ use config::RevocationSettings;
 use serde::Deserialize;
 
 use crate::auth::revocation::{digest_hex, Revocation};
+use crate::auth::source::api_key::PREFIX;
+use crate::auth::API_KEY_ISS;
 use crate::idp::unix_now;
 use crate::metrics::Metrics;
 use crate::store::revocations::{RevocationBook, RevokeError};
@@ -53,27 +55,62 @@ impl RevokeRequest {
             return Err("expires is only for jti (a token's own exp is read from it)".to_owned());
         }
         let mut entry = Revocation { jti: None, token_sha256: None, sub: None, before: None, iss: self.iss.clone() };
+        // An API key lives as long as its key file says: an entry for keys
+        // is kept until the given expiry, else for good (remove the key
+        // from its file to retire both).
+        let for_keys = self.iss.as_deref() == Some(API_KEY_ISS);
         let expires = if let Some(jti) = &self.jti {
             entry.jti = Some(jti.clone());
-            self.expires.unwrap_or(longest).min(longest)
+            match (self.expires, for_keys) {
+                (Some(expires), true) => expires,
+                (None, true) => FOREVER,
+                (expires, false) => expires.unwrap_or(longest).min(longest),
+            }
         } else if let Some(token) = &self.token {
             let token = token.trim();
             if token.is_empty() {
                 return Err("the token is empty".to_owned());
             }
             entry.token_sha256 = Some(digest_hex(&crate::auth::digest(token)));
-            token_exp(token).filter(|exp| *exp > now).unwrap_or(longest).min(longest)
+            if token.starts_with(PREFIX) {
+                FOREVER
+            } else {
+                token_exp(token).filter(|exp| *exp > now).unwrap_or(longest).min(longest)
+            }
         } else {
             let before = self.before.unwrap_or(now);
             entry.sub = self.sub.clone();
             entry.before = Some(before);
-            before.saturating_add(settings.max_token_lifetime.as_secs())
+            if for_keys {
+                FOREVER
+            } else {
+                before.saturating_add(settings.max_token_lifetime.as_secs())
+            }
         };
         if expires <= now {
             return Err("every token this covers has expired already".to_owned());
         }
         Ok((entry, expires))
     }
+}
+
+/// The expiry of entries that cover API keys without an expiry of their own.
+const FOREVER: u64 = u64::MAX;
+
+/// The `iss` a revocation names: a configured token issuer by its name or
+/// its `iss`, or API keys (`api_key`, or one of `api_keys.issuers`).
+/// Anything else would match nothing and is refused.
+pub(crate) fn resolve_issuer(config: &config::Config, given: &str) -> Result<String, String> {
+    if let Some(issuer) = config.issuers.iter().find(|issuer| issuer.name == given || issuer.issuer == given) {
+        return Ok(issuer.issuer.clone());
+    }
+    let key_issuer = config.api_keys.as_ref().is_some_and(|keys| keys.issuers.iter().any(|name| name == given));
+    if given == API_KEY_ISS || key_issuer {
+        return Ok(API_KEY_ISS.to_owned());
+    }
+    let mut known: Vec<&str> = config.issuers.iter().map(|issuer| issuer.name.as_str()).collect();
+    known.push(API_KEY_ISS);
+    Err(format!("'{given}' is no configured issuer (by name or iss: {})", known.join(", ")))
 }
 
 /// A JWT's `exp`, read without verification (it only bounds how long the
@@ -90,25 +127,29 @@ fn token_exp(token: &str) -> Option<u64> {
 pub(crate) enum Recorded {
     /// Redis, so every replica.
     Shared,
+    /// Here, and Redis did not answer: it is written back to Redis at the
+    /// next successful read (within `RESYNC_EVERY`, or on reconnect).
+    Pending,
     /// This process only (no `redis:`).
     Local,
 }
 
-/// Record `entry` in Redis when there is one (and here at once, not
-/// waiting for the message), else here only.
+/// Record `entry` here at once, then in Redis when there is one.
 pub(crate) async fn record(
     redis: Option<&RedisStore>,
     book: &RevocationBook,
     entry: Revocation,
     expires: u64,
 ) -> Result<Recorded, RevokeError> {
-    if let Some(store) = redis {
-        store.revoke(&entry, expires).await?;
-        book.add(entry, expires)?;
-        return Ok(Recorded::Shared);
+    book.add(entry.clone(), expires)?;
+    let Some(store) = redis else { return Ok(Recorded::Local) };
+    match store.revoke(&entry, expires).await {
+        Ok(()) => Ok(Recorded::Shared),
+        Err(error) => {
+            tracing::warn!(%error, "a revocation is in force here, and goes to Redis once it answers");
+            Ok(Recorded::Pending)
+        }
     }
-    book.add(entry, expires)?;
-    Ok(Recorded::Local)
 }
 
 /// `portcullis revoke`: write one revocation to the configured Redis and
@@ -125,15 +166,9 @@ pub fn revoke_command(path: &std::path::Path, request: CliRevocation<'_>) -> any
     };
     let iss = match request.issuer {
         None => None,
-        Some("api_key") => Some("api_key".to_owned()),
-        Some(name) => Some(
-            config
-                .issuers
-                .iter()
-                .find(|issuer| issuer.name == name)
-                .map(|issuer| issuer.issuer.clone())
-                .with_context(|| format!("no issuer named '{name}' in {}", path.display()))?,
-        ),
+        Some(name) => {
+            Some(resolve_issuer(&config, name).map_err(|why| anyhow::anyhow!("--issuer: {why} ({})", path.display()))?)
+        }
     };
     let token = match request.token_file {
         Some(file) => Some(std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?),
@@ -203,6 +238,19 @@ mod tests {
         let far = URL_SAFE_NO_PAD.encode(format!("{{\"exp\":{}}}", now + 999_999));
         let token = RevokeRequest { token: Some(format!("e30.{far}.sig")), ..Default::default() };
         assert_eq!(token.entry(&settings(), now).unwrap().1, now + 3600);
+    }
+
+    #[test]
+    fn entries_for_api_keys_are_kept_for_good() {
+        let now = 1_000_000;
+        let by_id = RevokeRequest { jti: Some("ci".into()), iss: Some("api_key".into()), ..Default::default() };
+        assert_eq!(by_id.entry(&settings(), now).unwrap().1, FOREVER);
+        let dated = RevokeRequest { expires: Some(now + 10), ..by_id };
+        assert_eq!(dated.entry(&settings(), now).unwrap().1, now + 10);
+        let whole = RevokeRequest { token: Some("pk_ci_c2VjcmV0".into()), ..Default::default() };
+        assert_eq!(whole.entry(&settings(), now).unwrap().1, FOREVER);
+        let subject = RevokeRequest { sub: Some("bot".into()), iss: Some("api_key".into()), ..Default::default() };
+        assert_eq!(subject.entry(&settings(), now).unwrap().1, FOREVER);
     }
 
     #[test]

@@ -117,6 +117,9 @@ fn a_username_limit_holds_across_many_client_addresses() {
     assert_eq!(login(&proxy, Some("203.0.113.77"), "username=decoy-1&password=x&username=victim").status, 429);
     // Another user from a fresh address is fine.
     assert_eq!(login(&proxy, Some("203.0.113.200"), "username=someone-else").status, 200);
+    // Seventeen distinct usernames in one request: refused, not 17 checks.
+    let spray: Vec<String> = (0..17).map(|n| format!("username=spray-{n}")).collect();
+    assert_eq!(login(&proxy, Some("203.0.113.201"), &spray.join("&")).status, 429);
     assert_eq!(upstream.count(), 3);
 }
 

@@ -211,6 +211,24 @@ fn the_admin_endpoint_revokes_only_with_the_admin_token_with_or_without_redis() 
             br#"{"jti": "a", "sub": "b"}"#,
         );
         assert_eq!(bad.status, 400, "{}", bad.text());
+        // Issuers by name or iss; anything else would match nothing.
+        let by_name = request(
+            replica.admin,
+            "POST",
+            "/revocations",
+            &[("Authorization", &format!("Bearer {ADMIN_TOKEN}"))],
+            br#"{"jti": "other", "iss": "sso"}"#,
+        );
+        assert_eq!(by_name.status, 200, "{}", by_name.text());
+        assert_eq!(by_name.json()["revoked"]["iss"], fleet.keys.issuer().as_str());
+        let unknown = request(
+            replica.admin,
+            "POST",
+            "/revocations",
+            &[("Authorization", &format!("Bearer {ADMIN_TOKEN}"))],
+            br#"{"jti": "other", "iss": "https://nowhere.example"}"#,
+        );
+        assert_eq!(unknown.status, 400, "{}", unknown.text());
         if with_redis {
             let members = redis.command(&["ZRANGE", "portcullis:revocations", "0", "-1"]);
             assert!(members.contains("jti-admin"), "{members}");
@@ -233,6 +251,20 @@ fn while_redis_is_dead_each_on_store_error_mode_does_what_it_says_and_it_recover
     let replica = fleet.replica();
     assert!(wait_until(Duration::from_secs(5), || get(&replica, "/deny/x", &[]).status == 200), "Redis in use");
     redis.stop();
+
+    // A revocation while Redis is down: in force here at once (202), and
+    // written to Redis once it is back.
+    let token = fleet.token("dave", "jti-while-down", now() - 5);
+    assert_eq!(read_with(&replica, &token), 200);
+    let pending = request(
+        replica.admin,
+        "POST",
+        "/revocations",
+        &[("Authorization", &format!("Bearer {ADMIN_TOKEN}"))],
+        br#"{"jti": "jti-while-down"}"#,
+    );
+    assert_eq!((pending.status, pending.json()["pending"].as_bool()), (202, Some(true)), "{}", pending.text());
+    assert_eq!(read_with(&replica, &token), 401);
 
     let mut slowest = Duration::ZERO;
     let mut timed = |target: &str| {
@@ -262,7 +294,13 @@ fn while_redis_is_dead_each_on_store_error_mode_does_what_it_says_and_it_recover
         "shared limits come back by themselves when Redis does"
     );
     assert!(replica.logs().contains("Redis answers again"));
-    assert_eq!(get_admin(&replica, "/readyz").json()["redis"], "connected");
+    assert!(wait_until(Duration::from_secs(5), || get_admin(&replica, "/readyz").json()["redis"] == "connected"));
+    assert!(
+        wait_until(Duration::from_secs(35), || redis
+            .command(&["ZRANGE", "portcullis:revocations", "0", "-1"])
+            .contains("jti-while-down")),
+        "the revocation made while Redis was down never reached it"
+    );
 }
 
 fn get_admin(proxy: &Proxy, path: &str) -> Response {
@@ -278,7 +316,8 @@ fn readiness_can_require_redis() {
     let replica = Proxy::start_with(ProxyOptions { config: &fleet.config, env: &ENV, wait_ready: false });
     let ready = get_admin(&replica, "/readyz");
     assert_eq!(ready.status, 503, "{}", ready.text());
-    assert!(ready.text().contains("Redis is unavailable"), "{}", ready.text());
+    // Every replica with Redis waits for the revocations first.
+    assert!(ready.text().contains("revocations have not been read"), "{}", ready.text());
     // Down for a while (the retries have reached their longest wait), then
     // up: the replica is ready within about a second (2 s allowed).
     std::thread::sleep(Duration::from_secs(3));
@@ -289,6 +328,12 @@ fn readiness_can_require_redis() {
         "not ready {:?} after Redis came up",
         up.elapsed()
     );
+    // Once read, a Redis outage fails readiness only when required.
+    redis.stop();
+    assert!(wait_until(Duration::from_secs(5), || {
+        let ready = get_admin(&replica, "/readyz");
+        ready.status == 503 && ready.text().contains("Redis is unavailable")
+    }));
 }
 
 #[test]

@@ -8,7 +8,7 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use crate::client::{get, Response};
-use crate::{free_port, loopback, wait_until};
+use crate::{free_port_block, loopback, wait_until};
 
 /// The binary under test: `$PORTCULLIS_BIN`, or the workspace's debug
 /// build (built once if missing or stale; cargo decides).
@@ -76,7 +76,13 @@ impl Proxy {
 
     fn spawn(options: &ProxyOptions<'_>) -> Proxy {
         let dir = tempfile::tempdir().expect("temp dir");
-        let (port, admin_port) = (free_port(), free_port());
+        // Random ports below the ephemeral range, not `bind(0)` ones: the
+        // kernel hands a just-released `bind(0)` port to the next caller,
+        // so two proxies started at once by parallel tests could both get
+        // it, and Pingora listens with SO_REUSEPORT, so neither would fail:
+        // requests would be shared between them.
+        let port = free_port_block(1);
+        let admin_port = std::iter::repeat_with(|| free_port_block(1)).find(|p| *p != port).unwrap_or(port);
         let config_path = dir.path().join("portcullis.yaml");
         fs::write(&config_path, with_listeners(options.config, port, admin_port)).expect("write config");
         let log_path = dir.path().join("portcullis.log");

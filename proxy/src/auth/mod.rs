@@ -239,7 +239,10 @@ impl Authenticator {
                 if path == AuthPath::Verified {
                     self.refused.remember(digest, e);
                 }
-                if matches!(e, AuthError::InvalidToken(_)) {
+                // A refusal a key rotation or the clock may change does not
+                // count: right after a rotation, fresh tokens behind one
+                // NAT must not put its address over budget.
+                if matches!(e, AuthError::InvalidToken(why) if !refused::is_passing(why)) {
                     self.count_failure(client);
                 }
                 (Err(e), AuthPath::Rejected)

@@ -4,8 +4,9 @@
 //! Bounded by entry count (quick_cache), each entry kept [`REFUSED_TTL`].
 //! Only refusals that cannot turn into acceptance meanwhile are kept: a bad
 //! signature, a wrong audience or issuer, an expired or malformed token —
-//! not "not valid yet" (`nbf` arrives) and not "unknown key" (the issuer
-//! may publish it). A reload starts an empty set, so a configuration change
+//! not "not valid yet" (`nbf` arrives), and none that a key rotation can
+//! change (an unknown key, no key id among several keys, no key for the
+//! algorithm). A reload starts an empty set, so a configuration change
 //! (a new audience, say) is never answered from an old refusal.
 
 use std::time::Duration;
@@ -20,8 +21,7 @@ pub(crate) const REFUSED_TTL: Duration = Duration::from_secs(60);
 /// older ones; each costs a verification, as without the set).
 pub(crate) const REFUSED_CAPACITY: usize = 16_384;
 
-/// Refusals that may not hold a little later.
-const PASSING: [&str; 2] = [super::source::bearer_jwt::NOT_YET_VALID, super::source::bearer_jwt::UNKNOWN_KEY];
+use super::source::bearer_jwt::PASSING;
 
 pub(crate) struct RefusedTokens {
     entries: quick_cache::sync::Cache<TokenDigest, (AuthError, u64)>,
@@ -45,7 +45,7 @@ impl RefusedTokens {
     /// Remember a refusal of a verified JWT, when it is a lasting one.
     pub(crate) fn remember(&self, digest: TokenDigest, error: AuthError) {
         let lasting = match error {
-            AuthError::InvalidToken(why) => !PASSING.contains(&why),
+            AuthError::InvalidToken(why) => !is_passing(why),
             AuthError::InvalidApiKey(_)
             | AuthError::IssuerUnavailable { .. }
             | AuthError::OverFailedAuthBudget { .. } => false,
@@ -59,6 +59,11 @@ impl RefusedTokens {
     fn len(&self) -> usize {
         self.entries.len()
     }
+}
+
+/// A refusal a key rotation or the clock may change.
+pub(crate) fn is_passing(why: &str) -> bool {
+    PASSING.contains(&why)
 }
 
 #[cfg(test)]

@@ -19,7 +19,7 @@ use arc_swap::ArcSwap;
 use serde::{Deserialize, Serialize};
 
 use super::cache::TokenDigest;
-use super::Identity;
+use super::{Identity, API_KEY_ISS};
 
 /// One revocation, as stored.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -144,7 +144,14 @@ impl Denylist {
     /// Whether the credential with `digest`, verified as `identity` from
     /// issuer `iss`, is revoked.
     pub fn revokes(&self, identity: &Identity, iss: &str, digest: &TokenDigest) -> bool {
-        let issuer_matches = |entry: &Option<Box<str>>| entry.as_deref().is_none_or(|wanted| wanted == iss);
+        // An API key is covered only by entries that name `api_key`: those
+        // never expire (a key lives as long as its file says), while an
+        // entry for any issuer expires with the tokens it covers.
+        let key = iss == API_KEY_ISS;
+        let issuer_matches = |entry: &Option<Box<str>>| match entry.as_deref() {
+            None => !key,
+            Some(wanted) => wanted == iss,
+        };
         if self.tokens.contains(digest) {
             return true;
         }
@@ -156,7 +163,10 @@ impl Denylist {
         let Some(entries) = identity.subject.as_deref().and_then(|sub| self.subjects.get(sub)) else { return false };
         // No `iat`: the token cannot prove it was issued after.
         let issued_at = identity.issued_at.unwrap_or(0);
-        entries.iter().any(|(issuer, before)| issuer_matches(issuer) && issued_at < *before)
+        // Issued in the second of the revocation counts as before it: `iat`
+        // has whole seconds, and a stolen refresh token used at once must
+        // not slip through.
+        entries.iter().any(|(issuer, before)| issuer_matches(issuer) && issued_at <= *before)
     }
 }
 
@@ -237,8 +247,19 @@ mod tests {
         assert!(!list.revokes(&identity("a", Some("old"), None), "x", &other));
         // Subject: older tokens and tokens without iat, not newer ones.
         assert!(list.revokes(&identity("mallory", None, Some(1499)), "x", &other));
+        assert!(list.revokes(&identity("mallory", None, Some(1500)), "x", &other), "the same second");
         assert!(list.revokes(&identity("mallory", None, None), "x", &other));
-        assert!(!list.revokes(&identity("mallory", None, Some(1500)), "x", &other));
+        assert!(!list.revokes(&identity("mallory", None, Some(1501)), "x", &other));
+        // API keys: only entries that name api_key cover them.
+        assert!(!list.revokes(&identity("mallory", Some("j2"), None), API_KEY_ISS, &other));
+        let keys = [
+            (entry(r#"{"jti":"k1","iss":"api_key"}"#), u64::MAX),
+            (entry(r#"{"sub":"bot","iss":"api_key"}"#), u64::MAX),
+        ];
+        let list = Denylist::new(keys.iter().map(|(e, t)| (e, *t)), 1000);
+        assert!(list.revokes(&identity("x", Some("k1"), None), API_KEY_ISS, &other));
+        assert!(list.revokes(&identity("bot", Some("k2"), None), API_KEY_ISS, &other));
+        assert!(!list.revokes(&identity("bot", Some("k2"), Some(1)), "https://sso", &other));
         assert!(!list.revokes(&identity("alice", None, Some(1)), "x", &other));
     }
 }

@@ -15,6 +15,9 @@ use crate::auth::Identity;
 use crate::ratelimit::{KeyValue, Limiter, Refusal};
 use crate::runtime::Runtime;
 
+/// Distinct values of one limited form field a request may carry.
+const MAX_FIELD_VALUES: usize = 16;
+
 /// The route's client-address, header and form-field limits.
 pub(crate) async fn before_authentication(
     session: &mut Session,
@@ -33,6 +36,15 @@ pub(crate) async fn before_authentication(
                     .as_deref()
                     .map(|body| body::form_field_values(body, body::content_type(session), field))
                     .unwrap_or_default();
+                // A login form has one username: many distinct values are
+                // a way to make one request cost many limit checks (Redis
+                // round trips and keys for `store: redis`), so they are
+                // refused as over the limit.
+                if values.len() > MAX_FIELD_VALUES {
+                    limiter.rejected.inc();
+                    let retry_after = limiter.config.per.as_secs().max(1);
+                    return Err(Denied::rate_limited(limiter.name(), limiter.policy_header(), retry_after));
+                }
                 // Without the field, the client address stands in.
                 if values.is_empty() {
                     enforce(runtime, limiter, client_key(client_ip)).await?;

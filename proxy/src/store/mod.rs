@@ -109,6 +109,9 @@ pub(crate) struct RedisStore {
     reconnect: Notify,
     hash_key: hmac::Key,
     breaker: Breaker,
+    /// The revocation subscription is up: the one Redis connection that
+    /// notices an outage without any request traffic.
+    following: AtomicBool,
     metrics: Arc<Metrics>,
 }
 
@@ -124,6 +127,7 @@ impl RedisStore {
             reconnect: Notify::new(),
             hash_key,
             breaker: Breaker::default(),
+            following: AtomicBool::new(false),
             metrics,
         });
         handle.spawn(keep_connected(Arc::clone(&store)));
@@ -147,9 +151,14 @@ impl RedisStore {
         self.connection.load().is_some()
     }
 
-    /// Connected, and the breaker is closed.
+    /// Connected, the breaker closed, and the revocation subscription up.
     pub(crate) fn available(&self) -> bool {
-        self.connected() && !self.breaker.is_open()
+        self.connected() && !self.breaker.is_open() && self.following.load(Ordering::Acquire)
+    }
+
+    /// Set by the revocation follower as its subscription comes and goes.
+    pub(crate) fn set_following(&self, up: bool) {
+        self.following.store(up, Ordering::Release);
     }
 
     /// A key under the prefix: `kind:` and the HMAC of `parts` (each

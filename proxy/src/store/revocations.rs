@@ -44,6 +44,9 @@ pub(crate) enum RevokeError {
 /// on every change (a rare event) so lookups never lock.
 pub(crate) struct RevocationBook {
     entries: Mutex<HashMap<Revocation, u64>>,
+    /// Redis's set has been read once: until then a replica may not know a
+    /// revocation, and is not ready.
+    synced: std::sync::atomic::AtomicBool,
     revocations: Arc<Revocations>,
     settings: RevocationSettings,
     metrics: Arc<Metrics>,
@@ -51,11 +54,17 @@ pub(crate) struct RevocationBook {
 
 impl RevocationBook {
     pub(crate) fn new(revocations: Arc<Revocations>, settings: RevocationSettings, metrics: Arc<Metrics>) -> Arc<Self> {
-        Arc::new(RevocationBook { entries: Mutex::new(HashMap::new()), revocations, settings, metrics })
+        let synced = std::sync::atomic::AtomicBool::new(false);
+        Arc::new(RevocationBook { entries: Mutex::new(HashMap::new()), synced, revocations, settings, metrics })
     }
 
     pub(crate) fn settings(&self) -> &RevocationSettings {
         &self.settings
+    }
+
+    /// Whether Redis's revocations have been read at least once.
+    pub(crate) fn synced(&self) -> bool {
+        self.synced.load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// Add one entry here (not in Redis); refused when the book is full.
@@ -129,7 +138,8 @@ impl RedisStore {
         let (set, member) = (self.key("revocations"), entry.to_json());
         let now = unix_now();
         self.run_within("revoke", SYNC_TIMEOUT, move |mut connection| async move {
-            redis::cmd("ZADD").arg(&set).arg(expires).arg(&member).query_async::<()>(&mut connection).await?;
+            // GT: writing an entry again never shortens it (Redis 6.2+).
+            redis::cmd("ZADD").arg(&set).arg("GT").arg(expires).arg(&member).query_async::<()>(&mut connection).await?;
             redis::cmd("ZREMRANGEBYSCORE").arg(&set).arg("-inf").arg(now).query_async::<()>(&mut connection).await?;
             redis::cmd("PUBLISH").arg(&set).arg(&member).query_async::<()>(&mut connection).await
         })
@@ -181,7 +191,9 @@ impl RedisStore {
 pub(crate) async fn follow(store: Arc<RedisStore>, book: Arc<RevocationBook>) {
     let mut delay = RETRY_MIN;
     loop {
-        match follow_once(&store, &book).await {
+        let ended = follow_once(&store, &book).await;
+        store.set_following(false);
+        match ended {
             Ok(()) => delay = RETRY_MIN,
             Err(error) => tracing::debug!(%error, "revocation subscription ended; reconnecting"),
         }
@@ -194,6 +206,7 @@ async fn follow_once(store: &RedisStore, book: &RevocationBook) -> Result<(), St
     let mut pubsub = subscriber(store).await?;
     pubsub.subscribe(store.key("revocations")).await.map_err(|e| e.to_string())?;
     resync(store, book).await?;
+    store.set_following(true);
     let mut messages = pubsub.into_on_message();
     let mut resync_timer = tokio::time::interval(RESYNC_EVERY);
     resync_timer.tick().await;
@@ -224,6 +237,7 @@ async fn follow_once(store: &RedisStore, book: &RevocationBook) -> Result<(), St
 async fn resync(store: &RedisStore, book: &RevocationBook) -> Result<(), String> {
     let entries = store.read_revocations().await.map_err(|e| e.to_string())?;
     let missing = book.merge(entries);
+    book.synced.store(true, std::sync::atomic::Ordering::Release);
     if !missing.is_empty() {
         tracing::warn!(count = missing.len(), "Redis lacks revocations this replica holds; writing them back");
         for (entry, expires) in &missing {

@@ -25,6 +25,10 @@ use crate::labels::AuthPath;
 /// them).
 pub(crate) const NOT_YET_VALID: &str = "the token is not valid yet";
 pub(crate) const UNKNOWN_KEY: &str = "the token is signed with an unknown key";
+pub(crate) const NO_KID_SEVERAL_KEYS: &str = "the token has no key id and the issuer has several keys";
+pub(crate) const NO_KEY_FOR_ALG: &str = "no key of the issuer can verify this algorithm";
+/// All of them: a key rotation or the clock can change these answers.
+pub(crate) const PASSING: [&str; 4] = [NOT_YET_VALID, UNKNOWN_KEY, NO_KID_SEVERAL_KEYS, NO_KEY_FOR_ALG];
 
 pub(crate) struct BearerJwt {
     places: BearerPlaces,
@@ -72,8 +76,8 @@ impl BearerJwt {
         let key = match keys.lookup(kid, alg) {
             KeyLookup::Found(key) => key,
             KeyLookup::UnknownKid => return Err(invalid(UNKNOWN_KEY)),
-            KeyLookup::Ambiguous => return Err(invalid("the token has no key id and the issuer has several keys")),
-            KeyLookup::Incompatible => return Err(invalid("no key of the issuer can verify this algorithm")),
+            KeyLookup::Ambiguous => return Err(invalid(NO_KID_SEVERAL_KEYS)),
+            KeyLookup::Incompatible => return Err(invalid(NO_KEY_FOR_ALG)),
         };
         let validation = state.validation(alg).ok_or(invalid("the token's algorithm is not allowed"))?;
         let verified = jsonwebtoken::decode::<Map<String, Value>>(token, &key.key, validation)
