@@ -67,6 +67,18 @@ fn register<T: prometheus::core::Collector + Clone + 'static>(registry: &Registr
     metric
 }
 
+fn counter(registry: &Registry, name: &str, help: &str) -> IntCounter {
+    register(registry, IntCounter::new(name, help).unwrap_or_else(|e| unreachable_metric(name, e)))
+}
+
+fn int_gauge(registry: &Registry, name: &str, help: &str) -> IntGauge {
+    register(registry, IntGauge::new(name, help).unwrap_or_else(|e| unreachable_metric(name, e)))
+}
+
+fn gauge(registry: &Registry, name: &str, help: &str) -> Gauge {
+    register(registry, Gauge::new(name, help).unwrap_or_else(|e| unreachable_metric(name, e)))
+}
+
 fn counter_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
     let metric = IntCounterVec::new(Opts::new(name, help), labels).unwrap_or_else(|e| unreachable_metric(name, e));
     register(registry, metric)
@@ -97,34 +109,19 @@ impl Metrics {
             .unwrap_or_else(|e| unreachable_metric("portcullis_build_info", e));
         build.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1.0);
         register(r, build);
-        let token_cache_hits = register(
+        let token_cache_hits =
+            counter(r, "portcullis_token_cache_hits_total", "Tokens answered from the verified-token cache.");
+        let token_cache_misses =
+            counter(r, "portcullis_token_cache_misses_total", "Tokens not in the verified-token cache.");
+        let token_cache_entries =
+            int_gauge(r, "portcullis_token_cache_entries", "Entries in the verified-token cache.");
+        let last_reload_success = gauge(
             r,
-            IntCounter::new("portcullis_token_cache_hits_total", "Tokens answered from the verified-token cache.")
-                .unwrap_or_else(|e| unreachable_metric("hits", e)),
+            "portcullis_config_last_reload_success_timestamp_seconds",
+            "Unix time of the last configuration load that applied.",
         );
-        let token_cache_misses = register(
-            r,
-            IntCounter::new("portcullis_token_cache_misses_total", "Tokens not in the verified-token cache.")
-                .unwrap_or_else(|e| unreachable_metric("misses", e)),
-        );
-        let token_cache_entries = register(
-            r,
-            IntGauge::new("portcullis_token_cache_entries", "Entries in the verified-token cache.")
-                .unwrap_or_else(|e| unreachable_metric("entries", e)),
-        );
-        let last_reload_success = register(
-            r,
-            Gauge::new(
-                "portcullis_config_last_reload_success_timestamp_seconds",
-                "Unix time of the last configuration load that applied.",
-            )
-            .unwrap_or_else(|e| unreachable_metric("last_reload", e)),
-        );
-        let config_generation = register(
-            r,
-            IntGauge::new("portcullis_config_generation", "Number of configurations applied since start.")
-                .unwrap_or_else(|e| unreachable_metric("generation", e)),
-        );
+        let config_generation =
+            int_gauge(r, "portcullis_config_generation", "Number of configurations applied since start.");
         let auth_duration = histogram_vec(
             r,
             "portcullis_auth_duration_seconds",
@@ -132,56 +129,31 @@ impl Metrics {
             &["source"],
         );
         let auth_by_path = std::array::from_fn(|i| auth_duration.with_label_values(&[AuthPath::ALL[i].label()]));
-        let client_disconnects = register(
+        let client_disconnects = counter(
             r,
-            IntCounter::new(
-                "portcullis_client_disconnects_total",
-                "Requests whose client closed the connection before the answer was complete.",
-            )
-            .unwrap_or_else(|e| unreachable_metric("client_disconnects", e)),
+            "portcullis_client_disconnects_total",
+            "Requests whose client closed the connection before the answer was complete.",
         );
-        let refused_token_hits = register(
+        let refused_token_hits = counter(
             r,
-            IntCounter::new(
-                "portcullis_refused_token_hits_total",
-                "JWTs refused again from the set of recently refused tokens, without a verification.",
-            )
-            .unwrap_or_else(|e| unreachable_metric("refused_hits", e)),
+            "portcullis_refused_token_hits_total",
+            "JWTs refused again from the set of recently refused tokens, without a verification.",
         );
-        let failed_auth_budget_refusals = register(
+        let failed_auth_budget_refusals = counter(
             r,
-            IntCounter::new(
-                "portcullis_failed_auth_budget_refusals_total",
-                "Requests refused with 429 before any verification: the client sent too many invalid tokens.",
-            )
-            .unwrap_or_else(|e| unreachable_metric("budget", e)),
+            "portcullis_failed_auth_budget_refusals_total",
+            "Requests refused with 429 before any verification: the client sent too many invalid tokens.",
         );
-        let revoked_requests = register(
+        let revoked_requests =
+            counter(r, "portcullis_revoked_requests_total", "Requests whose credential is revoked (refused, 401).");
+        let revocations = int_gauge(r, "portcullis_revocations", "Revocations in force, held in memory.");
+        let revocations_synced = gauge(
             r,
-            IntCounter::new(
-                "portcullis_revoked_requests_total",
-                "Requests whose credential is revoked (refused, 401).",
-            )
-            .unwrap_or_else(|e| unreachable_metric("revoked", e)),
+            "portcullis_revocations_last_sync_timestamp_seconds",
+            "Unix time of the last full read of the revocations from Redis (0: never).",
         );
-        let revocations = register(
-            r,
-            IntGauge::new("portcullis_revocations", "Revocations in force, held in memory.")
-                .unwrap_or_else(|e| unreachable_metric("revocations", e)),
-        );
-        let revocations_synced = register(
-            r,
-            Gauge::new(
-                "portcullis_revocations_last_sync_timestamp_seconds",
-                "Unix time of the last full read of the revocations from Redis (0: never).",
-            )
-            .unwrap_or_else(|e| unreachable_metric("revocations_synced", e)),
-        );
-        let redis_breaker_open = register(
-            r,
-            IntGauge::new("portcullis_redis_breaker_open", "1 while Redis calls are skipped after repeated failures.")
-                .unwrap_or_else(|e| unreachable_metric("breaker", e)),
-        );
+        let redis_breaker_open =
+            int_gauge(r, "portcullis_redis_breaker_open", "1 while Redis calls are skipped after repeated failures.");
         Metrics {
             auth_by_path,
             client_disconnects,

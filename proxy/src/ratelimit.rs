@@ -25,6 +25,9 @@ use governor::state::{InMemoryState, NotKeyed, StateStore};
 use governor::{Quota, RateLimiter};
 use prometheus::IntCounter;
 
+/// Shards of a limiter's key map (a power of two).
+const LIMIT_SHARDS: usize = 256;
+
 /// The state store: a DashMap of GCRA states plus one shared overflow state.
 pub(crate) struct CappedStore {
     map: DashMap<u64, InMemoryState>,
@@ -41,7 +44,9 @@ pub(crate) struct CappedStore {
 impl CappedStore {
     fn new(max_keys: usize, overflowed: IntCounter) -> CappedStore {
         CappedStore {
-            map: DashMap::new(),
+            // More shards than DashMap's default (4 per core): distinct
+            // clients on different cores rarely share a shard's lock.
+            map: DashMap::with_shard_amount(LIMIT_SHARDS),
             overflow: InMemoryState::default(),
             max_keys,
             approx_len: AtomicUsize::new(0),
