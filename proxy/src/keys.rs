@@ -46,9 +46,7 @@ pub fn new_key(request: &KeyRequest<'_>) -> Result<String, String> {
     if request.note.is_some_and(|note| !note.bytes().all(|b| (0x20..0x7f).contains(&b))) {
         return Err("--note must be printable ASCII".to_owned());
     }
-    if request.issuer.is_some_and(|issuer| {
-        issuer.is_empty() || !issuer.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-    }) {
+    if request.issuer.is_some_and(|issuer| !config::is_name(issuer)) {
         return Err("--issuer must be letters, digits, '-' or '_' (one of api_keys.issuers)".to_owned());
     }
     let random = SystemRandom::new();

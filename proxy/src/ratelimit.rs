@@ -138,6 +138,14 @@ pub enum KeyValue<'a> {
     Text(&'a str),
 }
 
+impl KeyValue<'_> {
+    /// The client address as a key (the stand-in when a limit's own key is
+    /// missing; an unknown address is one shared key).
+    pub fn client(address: Option<IpAddr>) -> KeyValue<'static> {
+        address.map_or(KeyValue::Text(""), KeyValue::Ip)
+    }
+}
+
 impl Limiter {
     pub fn new(config: RateLimit, counters: LimitCounters) -> Limiter {
         let LimitCounters { rejected, overflowed } = counters;

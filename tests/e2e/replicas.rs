@@ -203,31 +203,13 @@ fn the_admin_endpoint_revokes_only_with_the_admin_token_with_or_without_redis() 
         assert_eq!(done.status, 200, "{}", done.text());
         assert_eq!(done.json()["shared"], with_redis);
         assert_eq!(read_with(&replica, &token), 401, "applied at once on the replica that took it");
-        let bad = request(
-            replica.admin,
-            "POST",
-            "/revocations",
-            &[("Authorization", &format!("Bearer {ADMIN_TOKEN}"))],
-            br#"{"jti": "a", "sub": "b"}"#,
-        );
+        let bad = revoke_as_admin(&replica, br#"{"jti": "a", "sub": "b"}"#);
         assert_eq!(bad.status, 400, "{}", bad.text());
         // Issuers by name or iss; anything else would match nothing.
-        let by_name = request(
-            replica.admin,
-            "POST",
-            "/revocations",
-            &[("Authorization", &format!("Bearer {ADMIN_TOKEN}"))],
-            br#"{"jti": "other", "iss": "sso"}"#,
-        );
+        let by_name = revoke_as_admin(&replica, br#"{"jti": "other", "iss": "sso"}"#);
         assert_eq!(by_name.status, 200, "{}", by_name.text());
         assert_eq!(by_name.json()["revoked"]["iss"], fleet.keys.issuer().as_str());
-        let unknown = request(
-            replica.admin,
-            "POST",
-            "/revocations",
-            &[("Authorization", &format!("Bearer {ADMIN_TOKEN}"))],
-            br#"{"jti": "other", "iss": "https://nowhere.example"}"#,
-        );
+        let unknown = revoke_as_admin(&replica, br#"{"jti": "other", "iss": "https://nowhere.example"}"#);
         assert_eq!(unknown.status, 400, "{}", unknown.text());
         if with_redis {
             let members = redis.command(&["ZRANGE", "portcullis:revocations", "0", "-1"]);
@@ -256,13 +238,7 @@ fn while_redis_is_dead_each_on_store_error_mode_does_what_it_says_and_it_recover
     // written to Redis once it is back.
     let token = fleet.token("dave", "jti-while-down", now() - 5);
     assert_eq!(read_with(&replica, &token), 200);
-    let pending = request(
-        replica.admin,
-        "POST",
-        "/revocations",
-        &[("Authorization", &format!("Bearer {ADMIN_TOKEN}"))],
-        br#"{"jti": "jti-while-down"}"#,
-    );
+    let pending = revoke_as_admin(&replica, br#"{"jti": "jti-while-down"}"#);
     assert_eq!((pending.status, pending.json()["pending"].as_bool()), (202, Some(true)), "{}", pending.text());
     assert_eq!(read_with(&replica, &token), 401);
 
@@ -301,6 +277,11 @@ fn while_redis_is_dead_each_on_store_error_mode_does_what_it_says_and_it_recover
             .contains("jti-while-down")),
         "the revocation made while Redis was down never reached it"
     );
+}
+
+/// `POST /revocations` with the admin token.
+fn revoke_as_admin(proxy: &Proxy, body: &[u8]) -> Response {
+    request(proxy.admin, "POST", "/revocations", &[("Authorization", &format!("Bearer {ADMIN_TOKEN}"))], body)
 }
 
 fn get_admin(proxy: &Proxy, path: &str) -> Response {

@@ -29,6 +29,7 @@ pub(crate) use api_keys::add_key_file;
 pub use api_keys::{is_key_id, parse_time};
 pub(crate) use main_file::MainFile;
 pub(crate) use routes::add_routes;
+pub use values::is_name;
 
 /// Reads secrets; the environment in production, a map in tests.
 pub type EnvLookup<'a> = &'a dyn Fn(&str) -> Option<String>;

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde_saphyr::Spanned;
 
-use super::values::{bounded, is_env_name, positive_duration};
+use super::values::{bounded, positive_duration};
 use super::Validator;
 use crate::diag::Reporter;
 use crate::file::{RedisFile, RevocationFile, Text};
@@ -67,7 +67,7 @@ impl Validator<'_> {
             }
         }
         let username = redis.username_env.as_ref().and_then(|env| self.secret_text(env, r));
-        let password = redis.password_env.as_ref().and_then(|env| self.secret_of(env, r));
+        let password = redis.password_env.as_ref().and_then(|env| self.secret(env, r));
         let ca_file = redis.ca_file.as_ref().and_then(|text| ca_file(text, base, r));
         let key_prefix = match &redis.key_prefix {
             None => DEFAULT_KEY_PREFIX.to_owned(),
@@ -79,7 +79,7 @@ impl Validator<'_> {
         };
         let connect_timeout = timeout(redis.connect_timeout.as_ref(), DEFAULT_CONNECT_TIMEOUT, r);
         let command_timeout = timeout(redis.command_timeout.as_ref(), DEFAULT_COMMAND_TIMEOUT, r);
-        let hash_key = self.secret_of(&redis.hash_key_env, r).filter(|key| {
+        let hash_key = self.secret(&redis.hash_key_env, r).filter(|key| {
             let long_enough = key.expose().len() >= MIN_HASH_KEY_BYTES;
             if !long_enough {
                 r.error(&redis.hash_key_env, format!("the hashing key must be at least {MIN_HASH_KEY_BYTES} bytes (32 random bytes, base64, is the norm)"));
@@ -112,7 +112,7 @@ impl Validator<'_> {
     /// `admin_token_env`: the admin write endpoints' bearer secret.
     pub(super) fn admin_token(&self, env: Option<&Text>, r: &mut Reporter<'_>) -> Option<Secret> {
         let env = env?;
-        let token = self.secret_of(env, r)?;
+        let token = self.secret(env, r)?;
         if token.expose().len() < MIN_HASH_KEY_BYTES {
             r.error(env, format!("the admin token must be at least {MIN_HASH_KEY_BYTES} bytes"));
             return None;
@@ -120,17 +120,8 @@ impl Validator<'_> {
         Some(token)
     }
 
-    /// A secret by environment variable name (reported when unset).
-    fn secret_of(&self, env: &Text, r: &mut Reporter<'_>) -> Option<Secret> {
-        if !is_env_name(&env.value) {
-            r.error(env, format!("'{}' is not an environment variable name", env.value));
-            return None;
-        }
-        self.secret(env, r)
-    }
-
     fn secret_text(&self, env: &Text, r: &mut Reporter<'_>) -> Option<String> {
-        self.secret_of(env, r).and_then(|secret| String::from_utf8(secret.expose().to_vec()).ok())
+        self.secret(env, r).and_then(|secret| String::from_utf8(secret.expose().to_vec()).ok())
     }
 }
 

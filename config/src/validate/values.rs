@@ -143,7 +143,7 @@ pub(super) fn one_of<'a>(text: &Text, allowed: &[&'a str], r: &mut Reporter<'_>)
 }
 
 /// Names of upstreams, issuers and rate limits: safe in logs and metrics labels.
-pub(super) fn is_name(text: &str) -> bool {
+pub fn is_name(text: &str) -> bool {
     !text.is_empty() && text.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 

@@ -42,7 +42,7 @@ impl FailedAuthBudget {
     /// Seconds until `client` may have a token verified again; `None`
     /// when it is within its budget.
     pub(crate) fn blocked(&self, client: Option<IpAddr>) -> Option<u64> {
-        let key = self.failures.key_hash(client_key(client));
+        let key = self.failures.key_hash(KeyValue::client(client));
         let until = self.blocked.get(&key)?;
         let now = unix_now();
         if until <= now {
@@ -55,7 +55,7 @@ impl FailedAuthBudget {
 
     /// Count one invalid token from `client`.
     pub(crate) fn failed(&self, client: Option<IpAddr>) {
-        let key = client_key(client);
+        let key = KeyValue::client(client);
         if let Err(refusal) = self.failures.check(key) {
             self.blocked.insert(self.failures.key_hash(key), unix_now() + refusal.retry_after);
         }
@@ -65,10 +65,6 @@ impl FailedAuthBudget {
     pub(crate) fn prune(&self) {
         self.failures.prune();
     }
-}
-
-fn client_key(client: Option<IpAddr>) -> KeyValue<'static> {
-    client.map_or(KeyValue::Text(""), KeyValue::Ip)
 }
 
 #[cfg(test)]

@@ -79,7 +79,11 @@ pub struct Authenticator {
 impl Authenticator {
     pub fn new(settings: AuthSettings<'_>, client: Arc<IdpClient>, metrics: Arc<Metrics>) -> Authenticator {
         let sources = Sources::new(settings.tokens, &settings.issuers);
-        let verifier_metrics = Arc::clone(&metrics);
+        let budget = settings
+            .tokens
+            .failed_auth_budget
+            .clone()
+            .map(|limit| budget::FailedAuthBudget::new(limit, metrics.failed_auth_budget_refusals.clone()));
         let verifier = Verifier {
             issuers: settings.issuers,
             identities: IdentityMaker::new(settings.identity_headers, settings.condition_claims),
@@ -92,9 +96,7 @@ impl Authenticator {
             verifier,
             cache: settings.cache,
             refused: refused::RefusedTokens::new(),
-            budget: settings.tokens.failed_auth_budget.clone().map(|limit| {
-                budget::FailedAuthBudget::new(limit, verifier_metrics.failed_auth_budget_refusals.clone())
-            }),
+            budget,
             revocations: settings.revocations,
         }
     }

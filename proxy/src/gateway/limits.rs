@@ -47,7 +47,7 @@ pub(crate) async fn before_authentication(
                 }
                 // Without the field, the client address stands in.
                 if values.is_empty() {
-                    enforce(runtime, limiter, client_key(client_ip)).await?;
+                    enforce(runtime, limiter, KeyValue::client(client_ip)).await?;
                 }
                 for value in &values {
                     enforce(runtime, limiter, KeyValue::Text(value)).await?;
@@ -55,9 +55,9 @@ pub(crate) async fn before_authentication(
             }
             RateKey::Header(name) => {
                 let value = session.req_header().headers.get(name.as_str()).and_then(|v| v.to_str().ok());
-                enforce(runtime, limiter, value.map_or(client_key(client_ip), KeyValue::Text)).await?;
+                enforce(runtime, limiter, value.map_or(KeyValue::client(client_ip), KeyValue::Text)).await?;
             }
-            RateKey::ClientIp => enforce(runtime, limiter, client_key(client_ip)).await?,
+            RateKey::ClientIp => enforce(runtime, limiter, KeyValue::client(client_ip)).await?,
         }
     }
     Ok(())
@@ -72,12 +72,6 @@ pub(crate) async fn by_subject(runtime: &Runtime, route: &Route, identity: &Iden
         }
     }
     Ok(())
-}
-
-/// The client address as a limit key (the stand-in when a limit's own key
-/// is missing).
-fn client_key(client_ip: Option<IpAddr>) -> KeyValue<'static> {
-    client_ip.map_or(KeyValue::Text(""), KeyValue::Ip)
 }
 
 /// Count the request against `limiter`: in Redis for `store: redis`

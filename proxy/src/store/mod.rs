@@ -253,23 +253,29 @@ impl RedisStore {
     /// A client for one node: the server, a cluster node or (for pub/sub)
     /// the master; with the configured credentials and CA.
     pub(crate) fn client(&self, url: &str) -> RedisResult<Client> {
-        let mut info = url.into_connection_info()?;
-        let mut redis = info.redis_settings().clone();
-        if let Some(username) = &self.settings.username {
-            redis = redis.set_username(username);
-        }
-        if let Some(password) = &self.settings.password {
-            redis = redis.set_password(String::from_utf8_lossy(password.expose()));
-        }
-        info = info.set_redis_settings(redis);
-        match &self.settings.ca_file {
-            Some(path) => {
-                let root_cert = std::fs::read(path)?;
-                let certificates = redis::TlsCertificates { client_tls: None, root_cert: Some(root_cert) };
-                Client::build_with_tls(info, certificates)
-            }
+        let info = url.into_connection_info()?;
+        let info = info.clone().set_redis_settings(self.with_credentials(info.redis_settings().clone()));
+        match self.certificates()? {
+            Some(certificates) => Client::build_with_tls(info, certificates),
             None => Client::open(info),
         }
+    }
+
+    /// The configured ACL user and password on a node's settings.
+    fn with_credentials(&self, mut node: redis::RedisConnectionInfo) -> redis::RedisConnectionInfo {
+        if let Some(username) = &self.settings.username {
+            node = node.set_username(username);
+        }
+        if let Some(password) = &self.settings.password {
+            node = node.set_password(String::from_utf8_lossy(password.expose()));
+        }
+        node
+    }
+
+    /// The private CA for `rediss://`, when one is configured.
+    fn certificates(&self) -> RedisResult<Option<redis::TlsCertificates>> {
+        let Some(path) = &self.settings.ca_file else { return Ok(None) };
+        Ok(Some(redis::TlsCertificates { client_tls: None, root_cert: Some(std::fs::read(path)?) }))
     }
 
     async fn connect(&self) -> RedisResult<Connection> {
@@ -295,9 +301,8 @@ impl RedisStore {
                 if let Some(password) = &settings.password {
                     builder = builder.password(String::from_utf8_lossy(password.expose()));
                 }
-                if let Some(path) = &settings.ca_file {
-                    let root_cert = std::fs::read(path)?;
-                    builder = builder.certs(redis::TlsCertificates { client_tls: None, root_cert: Some(root_cert) });
+                if let Some(certificates) = self.certificates()? {
+                    builder = builder.certs(certificates);
                 }
                 Ok(Connection::Cluster(builder.build()?.get_async_connection().await?))
             }
@@ -313,13 +318,7 @@ impl RedisStore {
         let RedisMode::Sentinel { master_name } = &self.settings.mode else {
             return self.client(&self.settings.urls[0]);
         };
-        let mut node = redis::RedisConnectionInfo::default();
-        if let Some(username) = &self.settings.username {
-            node = node.set_username(username);
-        }
-        if let Some(password) = &self.settings.password {
-            node = node.set_password(String::from_utf8_lossy(password.expose()));
-        }
+        let node = self.with_credentials(redis::RedisConnectionInfo::default());
         let info = redis::sentinel::SentinelNodeConnectionInfo::default().set_redis_connection_info(node);
         let mut sentinel = redis::sentinel::SentinelClient::build(
             self.settings.urls.clone(),
