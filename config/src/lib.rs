@@ -25,7 +25,7 @@ use serde::de::DeserializeOwned;
 pub use diag::{Diagnostic, Position, Severity};
 pub use duration::parse_duration;
 pub use model::*;
-pub use validate::{is_key_id, is_name, parse_time, EnvLookup};
+pub use validate::{is_key_id, is_name, is_plain_path, parse_time, EnvLookup, SESSION_KEY_BYTES};
 
 use diag::Reporter;
 use file::{ConfigFile, KeyFile, PolicyFile};

@@ -66,7 +66,7 @@ fn key_files_load_into_the_model_and_are_watched() {
     assert!(config.sources.iter().any(|s| s.ends_with("keys/a.yaml")), "{:?}", config.sources);
     assert!(config.policy_globs.iter().any(|g| g.ends_with("keys/*.yaml")), "{:?}", config.policy_globs);
     // Routes accept every configured kind by default.
-    assert_eq!(config.route_credentials, [CredentialKinds { bearer: false, api_key: true }]);
+    assert_eq!(config.route_credentials, [CredentialKinds { bearer: false, api_key: true, session: false }]);
 }
 
 #[test]
@@ -76,7 +76,7 @@ fn a_route_can_be_protected_by_keys_alone_and_name_its_kinds() {
     let routes = "  - path: /a\n  - path: /b\n    credentials: [bearer]\n  - path: /c\n    credentials: [api_key]\n  - path: /d\n    issuers: [sso]\n";
     let path = dir.write("portcullis.yaml", &main_file(&format!("{issuer}{KEYS_SECTION}"), routes));
     let config = load(&path).unwrap().config;
-    let kinds = |bearer, api_key| CredentialKinds { bearer, api_key };
+    let kinds = |bearer, api_key| CredentialKinds { bearer, api_key, session: false };
     assert_eq!(
         config.route_credentials,
         [kinds(true, true), kinds(true, false), kinds(false, true), kinds(true, false)],
@@ -97,7 +97,7 @@ fn key_file_and_route_mistakes_have_positions() {
     let result = load(&path);
     let lines = diagnostics(&dir, &result);
     let expected = [
-        "portcullis.yaml:9:28: unknown credential kind 'cookie' (defined: api_key, bearer)",
+        "portcullis.yaml:9:28: unknown credential kind 'cookie' (defined: api_key, bearer, session)",
         "portcullis.yaml:11:18: credentials: [] accepts nothing; omit it to accept every configured kind",
         "portcullis.yaml:12:5: a public route cannot also have credentials",
         "keys/bad.yaml:2:9: API key id 'has_underscore' must be 1 to 64 ASCII letters, digits or '-'",

@@ -2,8 +2,10 @@
 //! as fetched from an issuer's discovery URL.
 //!
 //! Only what portcullis uses is read: `issuer`, to check the document is the
-//! configured issuer's, and the `jwks_uri` and `introspection_endpoint` it
-//! then talks to. Every other member is skipped.
+//! configured issuer's, the `jwks_uri` and `introspection_endpoint` it
+//! then talks to, and the endpoints of browser sign-in
+//! (`authorization_endpoint`, `token_endpoint`, `end_session_endpoint`).
+//! Every other member is skipped.
 
 use serde::Deserialize;
 
@@ -15,6 +17,12 @@ pub struct Discovered {
     /// RFC 8414 / 7662 introspection endpoint, if the issuer names one; an
     /// `http(s)` URL.
     pub introspection_endpoint: Option<String>,
+    /// Where browsers are sent to sign in (OpenID Connect code flow).
+    pub authorization_endpoint: Option<String>,
+    /// Where codes and refresh tokens are exchanged.
+    pub token_endpoint: Option<String>,
+    /// RP-initiated logout (OpenID Connect RP-Initiated Logout 1.0).
+    pub end_session_endpoint: Option<String>,
 }
 
 /// Why a discovery document is unusable. Any of them leaves the issuer
@@ -38,8 +46,8 @@ pub enum DiscoveryError {
 
 /// Parse a discovery document; its `issuer` must be exactly
 /// `expected_issuer` (OpenID Connect Discovery 1.0, section 4.3), or keys
-/// from it could belong to someone else. `jwks_uri` and
-/// `introspection_endpoint` (if present and not null) must start with
+/// from it could belong to someone else. `jwks_uri` and the other
+/// endpoints (if present and not null) must start with
 /// `https://` or `http://`: no `file:` or other schemes.
 pub fn parse(body: &[u8], expected_issuer: &str) -> Result<Discovered, DiscoveryError> {
     #[derive(Deserialize)]
@@ -48,6 +56,12 @@ pub fn parse(body: &[u8], expected_issuer: &str) -> Result<Discovered, Discovery
         jwks_uri: String,
         #[serde(default)]
         introspection_endpoint: Option<String>,
+        #[serde(default)]
+        authorization_endpoint: Option<String>,
+        #[serde(default)]
+        token_endpoint: Option<String>,
+        #[serde(default)]
+        end_session_endpoint: Option<String>,
     }
     if !crate::peek::is_json_object(body) {
         return Err(DiscoveryError::NotObject);
@@ -56,12 +70,24 @@ pub fn parse(body: &[u8], expected_issuer: &str) -> Result<Discovered, Discovery
     if document.issuer != expected_issuer {
         return Err(DiscoveryError::WrongIssuer { found: document.issuer, expected: expected_issuer.to_owned() });
     }
-    for url in std::iter::once(&document.jwks_uri).chain(document.introspection_endpoint.as_ref()) {
+    let optional = [
+        &document.introspection_endpoint,
+        &document.authorization_endpoint,
+        &document.token_endpoint,
+        &document.end_session_endpoint,
+    ];
+    for url in std::iter::once(&document.jwks_uri).chain(optional.into_iter().flatten()) {
         if !is_http_url(url) {
             return Err(DiscoveryError::NotHttpUrl(url.clone()));
         }
     }
-    Ok(Discovered { jwks_uri: document.jwks_uri, introspection_endpoint: document.introspection_endpoint })
+    Ok(Discovered {
+        jwks_uri: document.jwks_uri,
+        introspection_endpoint: document.introspection_endpoint,
+        authorization_endpoint: document.authorization_endpoint,
+        token_endpoint: document.token_endpoint,
+        end_session_endpoint: document.end_session_endpoint,
+    })
 }
 
 /// Whether `url` has the (lower-case) `https` or `http` scheme.
@@ -82,7 +108,7 @@ mod tests {
         assert_eq!(found.introspection_endpoint.as_deref(), Some("https://a.example.com/i"));
 
         let found = parse(br#" {"issuer":"x","jwks_uri":"http://x/jwks","introspection_endpoint":null,"n":[1]}"#, "x");
-        assert_eq!(found, Ok(Discovered { jwks_uri: "http://x/jwks".into(), introspection_endpoint: None }));
+        assert_eq!(found, Ok(Discovered { jwks_uri: "http://x/jwks".into(), ..Discovered::default() }));
     }
 
     #[test]

@@ -11,8 +11,9 @@
 //!   whitespace) with `{`;
 //! - accepted only for the configured issuer, exactly (a trailing `/` is
 //!   another issuer), and only with `http(s)://` endpoints: the document's
-//!   `jwks_uri` and `introspection_endpoint` (absent or null: none),
-//!   unchanged;
+//!   `jwks_uri` and the optional endpoints (`introspection_endpoint`,
+//!   `authorization_endpoint`, `token_endpoint`, `end_session_endpoint`;
+//!   absent or null: none), unchanged;
 //! - for a JSON object that serde_json reads: the outcome is the one its
 //!   members call for (missing or mistyped members: `Malformed`; another
 //!   issuer: `WrongIssuer` naming both; a non-http(s) endpoint:
@@ -28,6 +29,10 @@ use serde_json::{Map, Value};
 
 const ISSUER: &str = "https://sso.example.com/realms/app";
 
+/// The optional endpoints, in the order the product checks them.
+const OPTIONAL_ENDPOINTS: [&str; 4] =
+    ["introspection_endpoint", "authorization_endpoint", "token_endpoint", "end_session_endpoint"];
+
 fn is_http_url(url: &str) -> bool {
     url.starts_with("https://") || url.starts_with("http://")
 }
@@ -37,20 +42,31 @@ fn outcome(map: &Map<String, Value>, expected: &str) -> Result<Discovered, Disco
     let malformed = || DiscoveryError::Malformed(String::new());
     let issuer = map.get("issuer").and_then(Value::as_str).ok_or_else(malformed)?;
     let jwks_uri = map.get("jwks_uri").and_then(Value::as_str).ok_or_else(malformed)?;
-    let introspection_endpoint = match map.get("introspection_endpoint") {
-        None | Some(Value::Null) => None,
-        Some(Value::String(url)) => Some(url.clone()),
-        Some(_) => return Err(malformed()),
-    };
+    let mut optional = Vec::new();
+    for name in OPTIONAL_ENDPOINTS {
+        optional.push(match map.get(name) {
+            None | Some(Value::Null) => None,
+            Some(Value::String(url)) => Some(url.clone()),
+            Some(_) => return Err(malformed()),
+        });
+    }
     if issuer != expected {
         return Err(DiscoveryError::WrongIssuer { found: issuer.to_owned(), expected: expected.to_owned() });
     }
-    for url in std::iter::once(jwks_uri).chain(introspection_endpoint.as_deref()) {
+    for url in std::iter::once(jwks_uri).chain(optional.iter().flatten().map(String::as_str)) {
         if !is_http_url(url) {
             return Err(DiscoveryError::NotHttpUrl(url.to_owned()));
         }
     }
-    Ok(Discovered { jwks_uri: jwks_uri.to_owned(), introspection_endpoint })
+    let [introspection_endpoint, authorization_endpoint, token_endpoint, end_session_endpoint] =
+        <[Option<String>; 4]>::try_from(optional).unwrap_or_default();
+    Ok(Discovered {
+        jwks_uri: jwks_uri.to_owned(),
+        introspection_endpoint,
+        authorization_endpoint,
+        token_endpoint,
+        end_session_endpoint,
+    })
 }
 
 /// Whether the document is a JSON object that names one member twice.
@@ -93,8 +109,14 @@ fn check(document: &[u8], parsed: Option<&Value>, expected: &str) -> Result<Disc
     match &result {
         Ok(found) => {
             assert!(is_http_url(&found.jwks_uri), "accepted jwks_uri {:?}", found.jwks_uri);
-            if let Some(url) = &found.introspection_endpoint {
-                assert!(is_http_url(url), "accepted introspection_endpoint {url:?}");
+            let optional = [
+                &found.introspection_endpoint,
+                &found.authorization_endpoint,
+                &found.token_endpoint,
+                &found.end_session_endpoint,
+            ];
+            for url in optional.into_iter().flatten() {
+                assert!(is_http_url(url), "accepted endpoint {url:?}");
             }
         }
         Err(DiscoveryError::WrongIssuer { found, expected: named }) => {

@@ -65,6 +65,19 @@ label_enum! {
         Preflight => "preflight",
         /// A CORS preflight refused (origin, method or header not allowed).
         CorsRefused => "cors_refused",
+        /// A browser without a session sent to sign in (302 to the IdP).
+        SignIn => "sign_in",
+        /// A sign-in completed at the callback (302 back to the app).
+        SignedIn => "signed_in",
+        /// A callback that did not complete a sign-in.
+        SignInFailed => "sign_in_failed",
+        /// The logout path: session ended.
+        SignedOut => "signed_out",
+        /// An unsafe request carrying only a session cookie, not from this
+        /// origin (CSRF).
+        CrossSiteRefused => "cross_site_refused",
+        /// The session store (Redis) could not be read (503).
+        SessionUnavailable => "session_unavailable",
         BadRequest => "bad_request",
         UpstreamError => "upstream_error",
     }
@@ -99,7 +112,7 @@ mod tests {
         for (position, path) in AuthPath::ALL.iter().enumerate() {
             assert_eq!(path.index(), position);
         }
-        assert_eq!(Outcome::COUNT, 17);
+        assert_eq!(Outcome::COUNT, 23);
         assert_eq!(AuthPath::COUNT, 5);
     }
 

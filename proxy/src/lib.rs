@@ -25,6 +25,7 @@ mod reload;
 mod revoke;
 mod runtime;
 mod server;
+mod session;
 mod store;
 #[cfg(test)]
 mod test_support;

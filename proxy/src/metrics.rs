@@ -53,6 +53,12 @@ pub struct Metrics {
     pub redis_breaker_open: IntGauge,
     /// Rate-limit decisions by limit, store (`redis`, `local`) and result.
     pub rate_limit_decisions: IntCounterVec,
+    /// Browser sign-ins by result: `started`, `completed`, `failed_<why>`.
+    pub sign_ins: IntCounterVec,
+    /// Session access-token refreshes by result (`ok`, `refused`,
+    /// `unavailable`).
+    pub session_refreshes: IntCounterVec,
+    pub logouts: IntCounter,
     /// `auth_duration` by [`AuthPath`], resolved once: label lookups take a
     /// lock and a hash per call, too much for every request.
     auth_by_path: [Histogram; AuthPath::COUNT],
@@ -181,6 +187,19 @@ impl Metrics {
                 "Decisions of Redis-backed limits by limit, the store that decided and result.",
                 &["limit", "store", "result"],
             ),
+            sign_ins: counter_vec(
+                r,
+                "portcullis_sign_ins_total",
+                "Browser sign-ins by result: started, completed, or failed_ and the reason.",
+                &["result"],
+            ),
+            session_refreshes: counter_vec(
+                r,
+                "portcullis_session_refreshes_total",
+                "Refreshes of a browser session's access token, by result.",
+                &["result"],
+            ),
+            logouts: counter(r, "portcullis_logouts_total", "Browser sessions ended at the logout path."),
             requests: counter_vec(
                 r,
                 "portcullis_requests_total",

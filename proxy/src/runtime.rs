@@ -27,6 +27,7 @@ use crate::idp::IdpClient;
 use crate::labels::NO_ROUTE;
 use crate::metrics::{status_class, Metrics, RouteMetrics};
 use crate::ratelimit::{LimitCounters, Limiter};
+use crate::session::{Refreshes, Sessions};
 use crate::store::revocations::RevocationBook;
 use crate::store::RedisStore;
 
@@ -63,6 +64,8 @@ pub(crate) struct Runtime {
     challenges: Challenges,
     redis: Option<Arc<RedisStore>>,
     revocation_book: Arc<RevocationBook>,
+    /// Browser sign-in, when `sessions:` is configured.
+    sessions: Option<Sessions>,
 }
 
 /// What runtimes are built with and share.
@@ -75,6 +78,8 @@ pub(crate) struct Shared {
     pub(crate) revocation_book: Arc<RevocationBook>,
     /// Redis, when `redis:` was configured at start.
     pub(crate) redis: Option<Arc<RedisStore>>,
+    /// Session refreshes in flight: one per session across reloads.
+    pub(crate) refreshes: Arc<Refreshes>,
 }
 
 impl Shared {
@@ -86,7 +91,7 @@ impl Shared {
     ) -> Shared {
         let revocations = Revocations::new();
         let revocation_book = RevocationBook::new(Arc::clone(&revocations), revocation, Arc::clone(&metrics));
-        Shared { metrics, idp, revocations, revocation_book, redis }
+        Shared { metrics, idp, revocations, revocation_book, redis, refreshes: Refreshes::new() }
     }
 }
 
@@ -123,7 +128,22 @@ impl Runtime {
             tracing::warn!("'redis' was added; it takes effect at the next restart (limits stay local until then)");
         }
         let route_metrics = routes.routes().iter().map(|route| RouteMetrics::new(&route.name)).collect();
+        let sessions = match &config.sessions {
+            Some(settings) => {
+                let issuer = auth.issuers().get(settings.issuer).context("sessions: the issuer is missing")?;
+                Some(Sessions::new(
+                    settings.clone(),
+                    Arc::clone(issuer),
+                    Arc::clone(&shared.idp),
+                    shared.redis.clone(),
+                    Arc::clone(&shared.refreshes),
+                    Arc::clone(&shared.metrics),
+                )?)
+            }
+            None => None,
+        };
         Ok(Runtime {
+            sessions,
             generation: GENERATION.fetch_add(1, Ordering::Relaxed) + 1,
             route_metrics,
             unmatched_metrics: RouteMetrics::new(NO_ROUTE),
@@ -201,6 +221,16 @@ impl Runtime {
         self.redis.as_deref()
     }
 
+    /// Browser sign-in, when configured.
+    pub(crate) fn sessions(&self) -> Option<&Sessions> {
+        self.sessions.as_ref()
+    }
+
+    /// Whether a browser navigation without a session is sent to sign in.
+    pub(crate) fn browser_login(&self, route: Option<usize>) -> bool {
+        route.and_then(|index| self.config.route_browser_login.get(index).copied()).unwrap_or(false)
+    }
+
     pub(crate) fn revocation_book(&self) -> &RevocationBook {
         &self.revocation_book
     }
@@ -242,6 +272,7 @@ pub(crate) fn configured_credentials(config: &Config) -> CredentialKinds {
     CredentialKinds {
         bearer: !config.issuers.is_empty() || config.api_keys.is_none(),
         api_key: config.api_keys.is_some(),
+        session: config.sessions.is_some(),
     }
 }
 

@@ -13,7 +13,9 @@ use serde::Deserialize;
 use serde_saphyr::Spanned;
 
 mod replicas;
+mod sessions;
 pub(crate) use replicas::{RedisFile, RevocationFile};
+pub(crate) use sessions::{PrivateKeyJwtFile, SessionCookieFile, SessionsFile};
 
 pub(crate) type Text = Spanned<String>;
 
@@ -46,6 +48,8 @@ pub(crate) struct ConfigFile {
     /// Environment variable holding the bearer secret of the admin
     /// listener's write endpoints (`POST /revocations`).
     pub admin_token_env: Option<Text>,
+    /// Browser sign-in (OpenID Connect code flow) and its session cookie.
+    pub sessions: Option<Spanned<SessionsFile>>,
     pub routes: Option<Vec<Spanned<RouteFile>>>,
 }
 
@@ -289,6 +293,8 @@ pub(crate) struct RouteFile {
     pub allow_override: Option<Vec<Text>>,
     /// This route's CORS policy, instead of the main file's.
     pub cors: Option<Spanned<CorsFile>>,
+    /// A browser navigation without a session is sent to sign in.
+    pub browser_login: Option<Spanned<bool>>,
 }
 
 /// One claim condition as written: a scalar the claim must equal (a string

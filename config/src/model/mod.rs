@@ -15,8 +15,10 @@ use policy::RouteSpec;
 use crate::diag::Position;
 
 mod issuer;
+mod sessions;
 mod shared;
 pub use issuer::*;
+pub use sessions::*;
 pub use shared::*;
 
 /// A whole, valid configuration.
@@ -71,6 +73,11 @@ pub struct Config {
     /// Bearer secret of the admin listener's write endpoints; `None`: they
     /// are refused.
     pub admin_token: Option<Secret>,
+    /// Browser sign-in, when `sessions:` is configured.
+    pub sessions: Option<SessionSettings>,
+    /// Routes (same index as `routes`) where a browser navigation without a
+    /// session is sent to sign in rather than answered 401.
+    pub route_browser_login: Vec<bool>,
 }
 
 /// Route requirements name API key issuers by ids from here on, far from
@@ -133,16 +140,19 @@ pub enum CredentialKind {
     Bearer,
     /// An API key from `api_keys`.
     ApiKey,
+    /// A browser session cookie (`sessions:`).
+    Session,
 }
 
 impl CredentialKind {
-    pub const ALL: [CredentialKind; 2] = [CredentialKind::Bearer, CredentialKind::ApiKey];
+    pub const ALL: [CredentialKind; 3] = [CredentialKind::Bearer, CredentialKind::ApiKey, CredentialKind::Session];
 
     /// The name in `credentials:`.
     pub fn name(self) -> &'static str {
         match self {
             CredentialKind::Bearer => "bearer",
             CredentialKind::ApiKey => "api_key",
+            CredentialKind::Session => "session",
         }
     }
 }
@@ -152,16 +162,19 @@ impl CredentialKind {
 pub struct CredentialKinds {
     pub bearer: bool,
     pub api_key: bool,
+    pub session: bool,
 }
 
 impl CredentialKinds {
     /// Every kind (an unmatched path, or tools that do not ask).
-    pub const ANY: CredentialKinds = CredentialKinds { bearer: true, api_key: true };
+    pub const ANY: CredentialKinds = CredentialKinds { bearer: true, api_key: true, session: true };
+    pub const NONE: CredentialKinds = CredentialKinds { bearer: false, api_key: false, session: false };
 
     pub fn accepts(self, kind: CredentialKind) -> bool {
         match kind {
             CredentialKind::Bearer => self.bearer,
             CredentialKind::ApiKey => self.api_key,
+            CredentialKind::Session => self.session,
         }
     }
 

@@ -13,6 +13,7 @@ use super::api_keys::api_keys;
 use super::cors::cors;
 use super::limits::{rate_limits, token_cache, tokens};
 use super::redis::revocation;
+use super::sessions::SessionContext;
 use super::values::{cidr, claim_path, is_name, is_quotable, is_token_byte, one_of, positive_duration};
 use super::values::{duration, socket_addr, upstream_url};
 use super::{resolve, Names, Validator};
@@ -91,11 +92,20 @@ impl Validator<'_> {
             cors(section, r)
         });
         let key_issuers = api_keys.as_ref().map(|k| k.issuers.clone()).unwrap_or_default();
+        let issuer_names = resolve(declared_issuers, &issuers, |i| &i.value.name);
+        let context = SessionContext {
+            issuers: &issuer_names,
+            valid_issuers: &issuers,
+            redis: file.redis.is_some(),
+            base: &base,
+        };
+        let sessions = self.sessions(file.sessions.as_ref(), &context, r);
         let names = Names {
             api_keys: api_keys.is_some(),
+            sessions: file.sessions.is_some(),
             key_issuers: key_issuers.into_iter().enumerate().map(|(i, name)| (name, i)).collect(),
             upstreams: resolve(declared_upstreams, &upstreams, |u| &u.name),
-            issuers: resolve(declared_issuers, &issuers, |i| &i.value.name),
+            issuers: issuer_names,
             rate_limits: resolve(declared_limits, &rate_limits, |l| &l.name),
         };
         let config = Config {
@@ -125,6 +135,8 @@ impl Validator<'_> {
             redis,
             revocation,
             admin_token,
+            sessions,
+            route_browser_login: Vec::new(),
         };
         let (routes, policy_globs) = (file.routes.unwrap_or_default(), file.policy_files.unwrap_or_default());
         MainFile { config, issuers, routes, policy_globs, key_globs, names }

@@ -3,7 +3,7 @@
 //! One module a section: `main_file` (top-level settings, upstreams, identity
 //! headers, and the order they are checked in), `issuers`, `routes` (of the
 //! main file and of policy files), `limits` (rate limits, token and cache
-//! bounds), `api_keys` (the section and the key files), `cors`, `redis` (with revocation and the admin token) and `values` (the
+//! bounds), `api_keys` (the section and the key files), `cors`, `redis` (with revocation and the admin token), `sessions` and `values` (the
 //! typed scalars they all share). Here: what the
 //! sections share, and the warnings that need the whole configuration.
 
@@ -15,6 +15,7 @@ mod limits;
 mod main_file;
 mod redis;
 mod routes;
+mod sessions;
 mod values;
 
 use std::collections::HashMap;
@@ -29,6 +30,7 @@ pub(crate) use api_keys::add_key_file;
 pub use api_keys::{is_key_id, parse_time};
 pub(crate) use main_file::MainFile;
 pub(crate) use routes::add_routes;
+pub use sessions::{is_plain_path, SESSION_KEY_BYTES};
 pub use values::is_name;
 
 /// Reads secrets; the environment in production, a map in tests.
@@ -52,6 +54,8 @@ impl Validator<'_> {
 pub(crate) struct Names {
     /// `api_keys` is configured.
     api_keys: bool,
+    /// `sessions` is configured (browser sign-in).
+    sessions: bool,
     /// `api_keys.issuers`: name → index (routes name them in `issuers`).
     key_issuers: HashMap<String, usize>,
     upstreams: HashMap<String, Option<usize>>,

@@ -30,7 +30,9 @@ pub(crate) fn add_routes(config: &mut Config, names: &Names, routes: Vec<Spanned
             Some(section) => cors(section, r),
             None => config.cors.clone(),
         };
+        let browser_login = browser_login(&route, names, r);
         if let Some((Positioned { value, position }, credentials)) = route_spec(route, config, names, &mut claims, r) {
+            config.route_browser_login.push(browser_login);
             config.routes.push(value);
             config.route_origins.push(position);
             config.route_credentials.push(credentials);
@@ -39,6 +41,17 @@ pub(crate) fn add_routes(config: &mut Config, names: &Names, routes: Vec<Spanned
         }
     }
     config.condition_claims = claims;
+}
+
+/// `browser_login: true`: needs `sessions:` and a protected route.
+fn browser_login(route: &Spanned<RouteFile>, names: &Names, r: &mut Reporter<'_>) -> bool {
+    let Some(flag) = route.value.browser_login.as_ref().filter(|flag| flag.value) else { return false };
+    if !names.sessions {
+        r.error(flag, "browser_login needs the sessions section (how browsers sign in)");
+    } else if route.value.public.as_ref().is_some_and(|p| p.value) {
+        r.error(flag, "a public route cannot also have browser_login");
+    }
+    true
 }
 
 /// `allow_override`: the override headers a route lets through.
@@ -179,10 +192,18 @@ impl RouteCheck<'_, '_> {
 
     /// `credentials:`, or every configured kind. A route that names
     /// `issuers` takes the kinds it names: bearer tokens for token issuers,
-    /// API keys for `api_keys.issuers`.
+    /// API keys for `api_keys.issuers`. Session cookies are accepted only
+    /// where asked for (`browser_login`, or `session` in `credentials:`):
+    /// a cookie that rides along on every request is a CSRF risk an API
+    /// route must opt into.
     fn credentials(&mut self, public: bool) -> CredentialKinds {
         let names = self.names;
-        let configured = CredentialKinds { bearer: !names.issuers.is_empty(), api_key: names.api_keys };
+        let browser_login = self.route.browser_login.as_ref().is_some_and(|b| b.value);
+        let configured = CredentialKinds {
+            bearer: !names.issuers.is_empty(),
+            api_key: names.api_keys,
+            session: names.sessions && browser_login,
+        };
         let named = self.route.issuers.as_ref().map(|list| {
             let keys = list.iter().any(|name| names.key_issuers.contains_key(&name.value));
             let tokens = list.iter().any(|name| !names.key_issuers.contains_key(&name.value));
@@ -192,9 +213,11 @@ impl RouteCheck<'_, '_> {
         let Some(list) = &self.route.credentials else {
             return match named {
                 None => configured,
-                Some((tokens, keys)) => {
-                    CredentialKinds { bearer: configured.bearer && tokens, api_key: configured.api_key && keys }
-                }
+                Some((tokens, keys)) => CredentialKinds {
+                    bearer: configured.bearer && tokens,
+                    api_key: configured.api_key && keys,
+                    session: configured.session && tokens,
+                },
             };
         };
         if public {
@@ -203,10 +226,10 @@ impl RouteCheck<'_, '_> {
         if list.value.is_empty() {
             self.r.error(list, "credentials: [] accepts nothing; omit it to accept every configured kind");
         }
-        let mut kinds = CredentialKinds { bearer: false, api_key: false };
+        let mut kinds = CredentialKinds::NONE;
         for name in &list.value {
             let message = match CredentialKind::ALL.into_iter().find(|kind| kind.name() == name.value) {
-                None => format!("unknown credential kind '{}' (defined: api_key, bearer)", name.value),
+                None => format!("unknown credential kind '{}' (defined: api_key, bearer, session)", name.value),
                 Some(CredentialKind::Bearer) if !configured.bearer => "bearer: no issuers are configured".to_owned(),
                 Some(CredentialKind::ApiKey) if !configured.api_key => {
                     "api_key: no api_keys section is configured".to_owned()
@@ -215,16 +238,22 @@ impl RouteCheck<'_, '_> {
                     "api_key: this route names only token issuers (give keys an api_keys.issuers name to list here)"
                         .to_owned()
                 }
-                Some(CredentialKind::Bearer) => {
-                    kinds.bearer = true;
-                    continue;
+                Some(CredentialKind::Session) if !names.sessions => {
+                    "session: no sessions section is configured".to_owned()
                 }
-                Some(CredentialKind::ApiKey) => {
-                    kinds.api_key = true;
+                Some(kind) => {
+                    match kind {
+                        CredentialKind::Bearer => kinds.bearer = true,
+                        CredentialKind::ApiKey => kinds.api_key = true,
+                        CredentialKind::Session => kinds.session = true,
+                    }
                     continue;
                 }
             };
             self.r.error(name, message);
+        }
+        if browser_login && !kinds.session {
+            self.r.error(list, "browser_login signs browsers in with a session: add session to credentials");
         }
         kinds
     }

@@ -9,6 +9,7 @@
 mod budget;
 pub(crate) mod cache;
 mod challenge;
+pub(crate) mod id_token;
 mod identity;
 pub(crate) mod introspect;
 mod issuer;
@@ -172,6 +173,26 @@ impl Authenticator {
             }
             other => (other, path),
         }
+    }
+
+    /// An identity from claims verified elsewhere (a session's ID token,
+    /// checked at sign-in), against the denylist like every other.
+    /// `digest` stands for the credential in revocations by token.
+    pub(crate) fn identity_from_claims(
+        &self,
+        issuer: usize,
+        claims: &serde_json::Map<String, serde_json::Value>,
+        valid_until: u64,
+        digest: &cache::TokenDigest,
+    ) -> Result<Arc<Identity>, AuthError> {
+        let state = self.verifier.issuers.get(issuer).ok_or(AuthError::InvalidToken("the session's issuer is gone"))?;
+        let verified = identity::Verified { issuer: policy::IssuerId(issuer), key_id: None, claims, valid_until };
+        let identity = self.verifier.identities.make(state, verified);
+        if self.revoked(&identity, digest) {
+            self.verifier.metrics.revoked_requests.inc();
+            return Err(AuthError::InvalidToken("the session has been revoked"));
+        }
+        Ok(Arc::new(identity))
     }
 
     fn count_failure(&self, client: Option<std::net::IpAddr>) {

@@ -6,10 +6,11 @@
 use pingora::prelude::Session;
 use policy::Access;
 
+use super::authenticate::{self, Target};
 use super::cors::{self, PreflightAnswer};
 use super::request::RequestCtx;
 use super::respond::Denied;
-use super::{authenticate, client, hygiene, limits, overrides, routing};
+use super::{client, hygiene, limits, overrides, routing, sessions};
 use crate::labels::Outcome;
 use crate::runtime::Runtime;
 
@@ -28,6 +29,10 @@ pub(crate) enum Admitted {
 pub(crate) async fn admit(session: &mut Session, runtime: &Runtime, ctx: &mut RequestCtx) -> Result<Admitted, Denied> {
     ctx.client_ip = client::client_ip(session, runtime.trusted_proxies());
     hygiene::check_headers(session.req_header())?;
+    // The proxy's own sign-in paths, before any route is looked at.
+    if let Some(answer) = sessions::own_path(session.req_header(), runtime).await {
+        return Err(answer);
+    }
     // A preflight carries no credential by design (Fetch): where a CORS
     // policy applies, it is answered before limits and authentication.
     if let Some(preflight) = cors::preflight_request(session.req_header()) {
@@ -55,12 +60,14 @@ async fn admit_request(session: &mut Session, runtime: &Runtime, ctx: &mut Reque
         }
     }
     let accepts = runtime.accepted_credentials(routed.route);
-    let identity =
-        authenticate::authorize(session.req_header(), ctx.client_ip, runtime, route, routed.path.as_ref(), accepts)
-            .await?;
+    let target = Target { index: routed.route, route, path: routed.path.as_ref() };
+    let authorized = authenticate::authorize(session.req_header(), ctx.client_ip, runtime, target, accepts).await?;
     if let Some(route) = route {
-        limits::by_subject(runtime, route, &identity).await?;
+        limits::by_subject(runtime, route, &authorized.identity)
+            .await
+            .map_err(|d| d.with_cookies(authorized.cookies.clone()))?;
     }
-    ctx.identity = Some(identity);
+    ctx.identity = Some(authorized.identity);
+    ctx.session_cookies = authorized.cookies;
     Ok(Outcome::Allow)
 }

@@ -1,8 +1,9 @@
 //! Authentication and the policy decision for a protected (or unmatched)
 //! route: the request's credential, from the first credential source that
-//! finds one (`auth::source`), its identity, then `policy::decide` (scopes,
-//! then the route's claim conditions). Only the credential kinds the route
-//! accepts are looked for; another kind counts as absent.
+//! finds one (`auth::source`), or else its session cookie (`sessions`),
+//! its identity, then `policy::decide` (scopes, then the route's claim
+//! conditions). Only the credential kinds the route accepts are looked
+//! for; another kind counts as absent.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -12,45 +13,67 @@ use pingora::http::RequestHeader;
 use policy::{decide, NormalizedPath, Principal, Route};
 
 use super::respond::Denied;
+use super::sessions::{self, SessionAuth};
 use crate::auth::source::CredentialKind;
 use crate::auth::{Identity, Scheme};
 use crate::metrics::observe_since;
 use crate::runtime::Runtime;
+
+/// A request the policy lets through.
+pub(crate) struct Authorized {
+    pub(crate) identity: Arc<Identity>,
+    /// `Set-Cookie` values renewing the request's session, if any.
+    pub(crate) cookies: Vec<String>,
+}
+
+/// Where the request is going, as admission routed it.
+pub(crate) struct Target<'a> {
+    pub(crate) index: Option<usize>,
+    pub(crate) route: Option<&'a Route>,
+    pub(crate) path: Option<&'a NormalizedPath<'a>>,
+}
 
 /// The verified identity the request may proceed with, or the refusal.
 pub(crate) async fn authorize(
     request: &RequestHeader,
     client: Option<std::net::IpAddr>,
     runtime: &Runtime,
-    route: Option<&Route>,
-    path: Option<&NormalizedPath<'_>>,
+    target: Target<'_>,
     accepts: CredentialKinds,
-) -> Result<Arc<Identity>, Denied> {
+) -> Result<Authorized, Denied> {
     let challenges = runtime.challenges();
     let auth = runtime.auth();
     let presented = auth.find(request, accepts).map_err(|error| Denied::malformed_credential(error, challenges))?;
-    let Some(presented) = presented else {
-        // Public routes never get here; for an unmatched path the answer is
-        // the same 401 as for a protected one, revealing nothing.
-        return Err(Denied::credential_required(challenges, accepts));
-    };
-    let scheme = if presented.kind == CredentialKind::ApiKey { Scheme::ApiKey } else { Scheme::Bearer };
-
     let started = Instant::now();
-    let (result, auth_path) = auth.authenticate_from(presented, client).await;
+    let (result, auth_path, scheme, cookies) = match presented {
+        Some(presented) => {
+            let scheme = if presented.kind == CredentialKind::ApiKey { Scheme::ApiKey } else { Scheme::Bearer };
+            let (result, path) = auth.authenticate_from(presented, client).await;
+            (result, path, scheme, Vec::new())
+        }
+        None => match sessions::authenticate(request, client, runtime, accepts).await? {
+            SessionAuth::Authenticated { result, path, cookies } => (result, path, Scheme::Bearer, cookies),
+            // Public routes never get here; for an unmatched path the
+            // answer is the same 401 as for a protected one, revealing
+            // nothing.
+            SessionAuth::None { cookies } => {
+                return Err(sessions::no_credential(request, runtime, target.index, accepts, cookies))
+            }
+        },
+    };
     let timer = auth.metrics().auth_timer(auth_path);
     let identity = match result {
         Ok(identity) => identity,
         Err(error) => {
             observe_since(timer, started);
-            return Err(Denied::unauthenticated(error, challenges));
+            return Err(Denied::unauthenticated(error, challenges).with_cookies(cookies));
         }
     };
     let principal = Principal { issuer: identity.issuer, scopes: &identity.scopes, claims: &identity.claims };
-    let decision = decide(route, Some(principal), path);
+    let decision = decide(target.route, Some(principal), target.path);
     observe_since(timer, started);
     match Denied::by_policy(decision, challenges, scheme) {
-        Some(denied) => Err(denied),
-        None => Ok(identity),
+        Some(denied) => Err(denied.with_cookies(cookies)),
+        None => Ok(Authorized { identity, cookies }),
     }
 }

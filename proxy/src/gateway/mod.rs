@@ -18,6 +18,7 @@ mod rejection;
 mod request;
 pub(crate) mod respond;
 mod routing;
+mod sessions;
 mod upstream;
 
 use std::sync::atomic::AtomicUsize;
@@ -142,14 +143,17 @@ impl ProxyHttp for Gateway {
         Ok(())
     }
 
-    /// The answer the client receives from the upstream: CORS headers
-    /// where the route has a policy.
+    /// The answer the client receives from the upstream: the renewed
+    /// session cookie, and CORS headers where the route has a policy.
     async fn response_filter(
         &self,
         session: &mut Session,
         upstream_response: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
+        for cookie in std::mem::take(&mut ctx.session_cookies) {
+            upstream_response.append_header(http::header::SET_COOKIE, cookie)?;
+        }
         match ctx.runtime.as_ref().and_then(|runtime| runtime.cors_of(ctx.route)) {
             Some(policy) => cors::on_upstream_response(policy, session.req_header(), upstream_response),
             None => Ok(()),

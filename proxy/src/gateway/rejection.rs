@@ -78,8 +78,9 @@ pub(crate) async fn send(session: &mut Session, rejection: &Rejection) -> pingor
     if let Some(seconds) = rejection.retry_after {
         header.insert_header("retry-after", seconds.to_string())?;
     }
+    // Appended: several `Set-Cookie` headers are several cookies.
     for (name, value) in &rejection.headers {
-        header.insert_header(*name, value.as_str())?;
+        header.append_header(*name, value.as_str())?;
     }
     if rejection.close {
         session.set_keepalive(None);

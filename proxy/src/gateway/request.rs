@@ -27,6 +27,9 @@ pub(crate) struct RequestCtx {
     pub(crate) local_status: Option<u16>,
     /// Override headers the route let through (admission decided on them).
     pub(crate) kept_overrides: Vec<&'static str>,
+    /// `Set-Cookie` values renewing the request's browser session, added
+    /// to the upstream's answer.
+    pub(crate) session_cookies: Vec<String>,
     /// Counts this request as in flight until the context is dropped.
     _in_flight: InFlight,
 }
@@ -44,6 +47,7 @@ impl RequestCtx {
             forwarded_target: None,
             local_status: None,
             kept_overrides: Vec::new(),
+            session_cookies: Vec::new(),
             _in_flight: InFlight::new(in_flight),
         }
     }

@@ -14,6 +14,7 @@ use crate::auth::source::api_key::ApiKeyError;
 use crate::auth::source::PresentationError;
 use crate::auth::{AuthError, Challenges, Scheme};
 use crate::labels::Outcome;
+use crate::session::{Redirect, SignInError};
 use config::CredentialKinds;
 
 pub(crate) use super::rejection::{send, Rejection};
@@ -182,6 +183,49 @@ impl Denied {
         )
     }
 
+    /// Send the browser elsewhere (sign-in, back from the callback, after
+    /// logout): 302 with the `Set-Cookie` values of the step. Not a
+    /// refusal, but like one answered here and never forwarded.
+    pub(crate) fn redirect(outcome: Outcome, redirect: Redirect) -> Denied {
+        let mut rejection = Rejection::new(302, "redirect", "see Location").header("location", redirect.location);
+        for cookie in redirect.cookies {
+            rejection = rejection.header("set-cookie", cookie);
+        }
+        Denied::new(outcome, rejection)
+    }
+
+    /// A callback (or sign-in start) that did not sign the browser in.
+    pub(crate) fn sign_in_failed(error: SignInError) -> Denied {
+        let code = if error.status() >= 500 { "sign_in_unavailable" } else { "sign_in_failed" };
+        Denied::new(Outcome::SignInFailed, Rejection::new(error.status(), code, error.to_string()))
+    }
+
+    /// An unsafe request authorised only by a session cookie that did not
+    /// come from this origin: 403, the cookie must not act cross-site.
+    pub(crate) fn cross_site() -> Denied {
+        Denied::new(
+            Outcome::CrossSiteRefused,
+            Rejection::new(403, "cross_site_request", "a session may not be used by another site's request"),
+        )
+    }
+
+    /// The session store (Redis) cannot be read: 503.
+    pub(crate) fn session_unavailable() -> Denied {
+        Denied::new(
+            Outcome::SessionUnavailable,
+            Rejection::new(503, "temporarily_unavailable", "the session cannot be read now").retry_after(1),
+        )
+    }
+
+    /// The same answer, also setting `cookies` (a session renewed or ended
+    /// on the way to the refusal).
+    pub(crate) fn with_cookies(mut self, cookies: Vec<String>) -> Denied {
+        for cookie in cookies {
+            self.rejection = self.rejection.header("set-cookie", cookie);
+        }
+        self
+    }
+
     /// The answer to a failure to proxy, given the outcome so far; `None`
     /// when the client is gone and nothing can be sent.
     pub(crate) fn proxy_failure(error: &Error, so_far: Outcome) -> Option<Denied> {
@@ -226,7 +270,7 @@ mod tests {
     use super::*;
 
     fn challenges() -> Challenges {
-        Challenges::new("api", CredentialKinds { bearer: true, api_key: false })
+        Challenges::new("api", CredentialKinds { bearer: true, api_key: false, session: false })
     }
 
     #[test]
@@ -292,7 +336,7 @@ mod tests {
         // No credential: a challenge per scheme the route accepts.
         let denied = Denied::credential_required(&both, CredentialKinds::ANY);
         assert_eq!(denied.rejection.www_authenticate.as_deref(), Some("Bearer realm=\"api\", ApiKey realm=\"api\""));
-        let keys_only = CredentialKinds { bearer: false, api_key: true };
+        let keys_only = CredentialKinds { bearer: false, api_key: true, session: false };
         let denied = Denied::credential_required(&both, keys_only);
         assert_eq!(denied.rejection.www_authenticate.as_deref(), Some("ApiKey realm=\"api\""));
         assert_eq!(denied.rejection.description, "an API key is required");

@@ -46,6 +46,7 @@ pub(super) fn rewrite(
     let kept = &ctx.kept_overrides;
     strip_headers(request, |name| is_identity(name, identities) || forwarding::is_removed(name, trusted, kept))?;
     strip_api_keys(request, runtime);
+    strip_session_cookies(request, runtime)?;
     if let Some(identity) = &ctx.identity {
         for (index, value) in identity.headers.iter() {
             if let Some(name) = runtime.identity_headers().get(usize::from(*index)) {
@@ -63,6 +64,29 @@ pub(super) fn rewrite(
     let upstream = ctx.route.and_then(|route| runtime.upstream_of(route));
     if let Some((seen, upstream)) = seen.zip(upstream) {
         forwarding::set(request, &upstream.config.forwarded_headers, seen)?;
+    }
+    Ok(())
+}
+
+/// Remove the proxy's own cookies (the sealed session, sign-in cookies):
+/// the upstream learns who called from the identity headers.
+fn strip_session_cookies(request: &mut RequestHeader, runtime: &Runtime) -> Result<()> {
+    let Some(sessions) = runtime.sessions() else { return Ok(()) };
+    let headers: Vec<String> = request
+        .headers
+        .get_all(http::header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .map(str::to_owned)
+        .collect();
+    if headers.is_empty() {
+        return Ok(());
+    }
+    request.remove_header(&http::header::COOKIE);
+    // HTTP/1.1 clients send one Cookie header; joined, the rest stays.
+    let kept = crate::session::strip_cookies(&headers.join("; "), |name| sessions.is_own_cookie(name));
+    if let Some(kept) = kept {
+        request.insert_header(http::header::COOKIE, kept)?;
     }
     Ok(())
 }

@@ -91,6 +91,18 @@ impl IdpClient {
         self.run(request, timeout).await
     }
 
+    /// POST a form without HTTP authentication (a `private_key_jwt` client
+    /// authenticates inside the form).
+    pub(crate) async fn post_form_unauthenticated(
+        &self,
+        url: &str,
+        form: &[(&str, &str)],
+        timeout: Duration,
+    ) -> Result<Fetched, FetchError> {
+        let request = self.http.post(url).header("accept", "application/json").form(form).timeout(timeout);
+        self.run(request, timeout).await
+    }
+
     /// Send on the IdP runtime and read a bounded body.
     async fn run(&self, request: reqwest::RequestBuilder, timeout: Duration) -> Result<Fetched, FetchError> {
         let task = self.handle.spawn(async move {
@@ -130,7 +142,7 @@ fn transport_error(e: reqwest::Error) -> FetchError {
 }
 
 /// RFC 6749 2.3.1: client credentials are form-urlencoded before Basic.
-fn form_urlencode(text: &str) -> String {
+pub(crate) fn form_urlencode(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for byte in text.bytes() {
         if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'*') {

@@ -12,8 +12,8 @@ mod key_store;
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-pub(crate) use client::FetchError;
 pub use client::IdpClient;
+pub(crate) use client::{form_urlencode, FetchError};
 pub(crate) use key_store::KeyStore;
 
 /// Seconds since the Unix epoch.

@@ -1,5 +1,6 @@
 //! State shared by replicas, in Redis (or Valkey): rate limits with
-//! `store: redis` (`limits`) and the revocation denylist (`revocations`).
+//! `store: redis` (`limits`), the revocation denylist (`revocations`) and
+//! browser sessions with `sessions.store: redis` (`sessions`).
 //!
 //! One connection per process, on a Tokio runtime of its own (like the IdP
 //! client), so Pingora's request threads never run Redis I/O. A request
@@ -10,6 +11,7 @@
 
 pub(crate) mod limits;
 pub(crate) mod revocations;
+pub(crate) mod sessions;
 
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};

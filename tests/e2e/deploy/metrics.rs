@@ -39,6 +39,12 @@ fn known_label_values(metric: &str, label: &str) -> Option<&'static [&'static st
             "limit_unavailable",
             "preflight",
             "cors_refused",
+            "sign_in",
+            "signed_in",
+            "sign_in_failed",
+            "signed_out",
+            "cross_site_refused",
+            "session_unavailable",
             "bad_request",
             "upstream_error",
         ],
@@ -338,7 +344,8 @@ mod tests {
             ["test: portcullis_requests_total{decision=\"allowed\"}: \"allowed\" is not a value portcullis uses \
              ([\"public\", \"allow\", \"unauthenticated\", \"invalid_token\", \"invalid_api_key\", \"issuer_unavailable\", \
              \"issuer_not_accepted\", \"insufficient_scope\", \"claim_not_met\", \"no_route\", \"rate_limited\", \"limit_unavailable\", \"preflight\", \
-             \"cors_refused\", \"bad_request\", \"upstream_error\"])"]
+             \"cors_refused\", \"sign_in\", \"signed_in\", \"sign_in_failed\", \"signed_out\", \"cross_site_refused\", \
+             \"session_unavailable\", \"bad_request\", \"upstream_error\"])"]
         );
         // Regular expressions are checked only where an alternative is a literal word.
         assert!(problems(r#"portcullis_requests_total{decision=~"allow|.*error"}"#).is_empty());

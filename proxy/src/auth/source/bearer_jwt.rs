@@ -135,7 +135,11 @@ fn check_claims(issuer: &Issuer, claims: &Map<String, Value>) -> Result<(), Auth
 
 /// The issuer's keys, refreshed once (single-flight, rate-limited) when
 /// they do not know `kid`.
-async fn current_keys(state: &IssuerState, kid: Option<&str>, alg: Algorithm) -> Result<Arc<KeySet>, AuthError> {
+pub(crate) async fn current_keys(
+    state: &IssuerState,
+    kid: Option<&str>,
+    alg: Algorithm,
+) -> Result<Arc<KeySet>, AuthError> {
     if state.keys.keys().is_none() {
         state.keys.wait_for_first_keys().await;
     }
@@ -153,7 +157,7 @@ async fn current_keys(state: &IssuerState, kid: Option<&str>, alg: Algorithm) ->
 
 /// A fixed description per failure: informative for the client's developer,
 /// never containing token content.
-fn describe(kind: &ErrorKind) -> &'static str {
+pub(crate) fn describe(kind: &ErrorKind) -> &'static str {
     match kind {
         ErrorKind::ExpiredSignature => "the token has expired",
         ErrorKind::ImmatureSignature => NOT_YET_VALID,
