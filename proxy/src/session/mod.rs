@@ -36,7 +36,7 @@ use crate::store::RedisStore;
 pub(crate) use cookie::strip as strip_cookies;
 use oidc::{Endpoints, OidcClient, TokenError};
 pub(crate) use refresh::Refreshes;
-pub(crate) use return_to::safe_return_path;
+pub(crate) use return_to::{query_value, safe_return_path};
 use seal::Sealer;
 
 /// Refresh an access token this long before it expires.

@@ -1,10 +1,13 @@
 //! `portcullis demo`: the whole product on loopback, for trying it.
 //!
-//! Starts a demo OpenID issuer (an ES256 key generated at start, served as a
-//! discovery document and JWKS over HTTP so the real discovery and JWKS code
-//! runs), an echo upstream that shows what it receives, and the proxy with a
-//! demo policy; then prints curl commands with freshly minted tokens that show
-//! 200, 401, 403 and 429.
+//! Starts a demo OpenID issuer (`issuer`: an ES256 key generated at start,
+//! discovery and JWKS served over HTTP so the real discovery and JWKS code
+//! runs, and a one-click sign-in page for browsers), an echo upstream that
+//! shows what it receives, and the proxy with a demo policy; then prints
+//! curl commands with freshly minted tokens that show 200, 401, 403 and
+//! 429, and a URL to open in a browser for the sign-in flow.
+
+mod issuer;
 
 use std::convert::Infallible;
 use std::path::Path;
@@ -12,9 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use aws_lc_rs::rand::SystemRandom;
-use aws_lc_rs::signature::{EcdsaKeyPair, KeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
@@ -25,60 +26,7 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 
 use crate::server::{serve, Launch};
-
-/// The demo audience and key id.
-const AUDIENCE: &str = "todo-api";
-const KID: &str = "demo-key-1";
-
-/// A signing key generated for this run only.
-pub(crate) struct DemoIssuer {
-    pub issuer: String,
-    pkcs8: Vec<u8>,
-    jwks: String,
-}
-
-impl DemoIssuer {
-    pub(crate) fn generate(issuer: String) -> anyhow::Result<DemoIssuer> {
-        let rng = SystemRandom::new();
-        let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng)
-            .map_err(|_| anyhow::anyhow!("cannot generate a demo key"))?;
-        let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref())
-            .map_err(|_| anyhow::anyhow!("cannot load the demo key"))?;
-        // Uncompressed point: 0x04 || X || Y.
-        let point = pair.public_key().as_ref();
-        anyhow::ensure!(point.len() == 65, "unexpected public key encoding");
-        let jwks = serde_json::json!({ "keys": [{
-            "kty": "EC", "crv": "P-256", "use": "sig", "alg": "ES256", "kid": KID,
-            "x": URL_SAFE_NO_PAD.encode(&point[1..33]),
-            "y": URL_SAFE_NO_PAD.encode(&point[33..65]),
-        }]})
-        .to_string();
-        Ok(DemoIssuer { issuer, pkcs8: pkcs8.as_ref().to_vec(), jwks })
-    }
-
-    /// A token for `subject` with `scopes`, valid for an hour.
-    pub(crate) fn mint(&self, subject: &str, scopes: &str) -> anyhow::Result<String> {
-        let now = crate::idp::unix_now();
-        let claims = serde_json::json!({
-            "iss": self.issuer, "sub": subject, "aud": AUDIENCE, "scope": scopes,
-            "iat": now, "nbf": now, "exp": now + 3600,
-            "email": format!("{subject}@demo.example"),
-        });
-        let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
-        header.kid = Some(KID.to_owned());
-        let key = jsonwebtoken::EncodingKey::from_ec_der(&self.pkcs8);
-        jsonwebtoken::encode(&header, &claims, &key).context("signing a demo token")
-    }
-
-    fn discovery(&self) -> String {
-        serde_json::json!({
-            "issuer": self.issuer,
-            "jwks_uri": format!("{}/jwks", self.issuer),
-            "id_token_signing_alg_values_supported": ["ES256"],
-        })
-        .to_string()
-    }
-}
+use issuer::{DemoIssuer, CLIENT_ID};
 
 /// The demo configuration: real YAML, validated like any other.
 pub(crate) fn demo_config(proxy: u16, issuer: &str, upstream: u16, admin: u16) -> String {
@@ -96,9 +44,19 @@ upstreams:
 issuers:
   - name: demo
     issuer: "{issuer}"
-    audiences: ["{AUDIENCE}"]
+    audiences: ["todo-api"]
     algorithms: ["ES256"]
     min_refresh_interval: 1s
+
+# Browser sign-in at the demo issuer's one-click page.
+sessions:
+  issuer: demo
+  public_url: "http://127.0.0.1:{proxy}"
+  client_id: {CLIENT_ID}
+  client_secret_env: DEMO_CLIENT_SECRET
+  scopes: [openid, email]
+  cookie:
+    key_env: DEMO_SESSION_KEYS
 
 identity_headers:
   X-Auth-Subject: sub
@@ -127,6 +85,9 @@ routes:
     scopes: [tasks:write]
   - path: /admin/**
     any_scopes: [admin, superuser]
+  - path: /app/**
+    browser_login: true
+    scopes: [tasks:read]
 "#
     )
 }
@@ -144,7 +105,15 @@ pub fn run(port: u16) -> anyhow::Result<()> {
         .thread_name("portcullis-demo")
         .enable_all()
         .build()?;
-    let issuer = Arc::new(DemoIssuer::generate(format!("http://127.0.0.1:{issuer_port}"))?);
+    // Secrets of this run only, handed to the configuration as if they
+    // came from the environment.
+    let client_secret = random_base64()?;
+    let session_key = random_base64()?;
+    let issuer = Arc::new(DemoIssuer::generate(
+        format!("http://127.0.0.1:{issuer_port}"),
+        format!("http://127.0.0.1:{port}"),
+        client_secret.clone(),
+    )?);
     let issuer_listener = demo_runtime
         .block_on(TcpListener::bind(("127.0.0.1", issuer_port)))
         .with_context(|| format!("demo issuer port {issuer_port}"))?;
@@ -152,12 +121,19 @@ pub fn run(port: u16) -> anyhow::Result<()> {
         .block_on(TcpListener::bind(("127.0.0.1", upstream_port)))
         .with_context(|| format!("demo upstream port {upstream_port}"))?;
     let served = Arc::clone(&issuer);
-    demo_runtime.spawn(serve_http(issuer_listener, move |request| issuer_response(&served, &request)));
-    demo_runtime.spawn(serve_http(upstream_listener, |request| echo_response(&request)));
+    demo_runtime.spawn(serve_http(issuer_listener, move |request| {
+        let issuer = Arc::clone(&served);
+        async move { issuer.respond(request).await }
+    }));
+    demo_runtime.spawn(serve_http(upstream_listener, |request| async move { echo_response(&request) }));
 
     let text = demo_config(port, &issuer.issuer, upstream_port, admin_port);
-    let no_env = |_: &str| None;
-    let loaded = config::load_str(Path::new("<demo>"), &text, config::Mode::Serve, &no_env)
+    let env = move |name: &str| match name {
+        "DEMO_CLIENT_SECRET" => Some(client_secret.clone()),
+        "DEMO_SESSION_KEYS" => Some(session_key.clone()),
+        _ => None,
+    };
+    let loaded = config::load_str(Path::new("<demo>"), &text, config::Mode::Serve, &env)
         .map_err(|e| anyhow::anyhow!("the demo configuration is invalid:\n{e}"))?;
     crate::logging::init(&loaded.config.log);
 
@@ -183,6 +159,13 @@ pub fn run(port: u16) -> anyhow::Result<()> {
     });
     drop(demo_runtime);
     result
+}
+
+/// 32 random bytes, base64 (a session key, a client secret).
+fn random_base64() -> anyhow::Result<String> {
+    let mut bytes = [0u8; 32];
+    aws_lc_rs::rand::fill(&mut bytes).map_err(|_| anyhow::anyhow!("no randomness for the demo's secrets"))?;
+    Ok(STANDARD.encode(bytes))
 }
 
 /// How long the banner waits for the proxy's listener.
@@ -247,6 +230,11 @@ fn instructions(port: u16, admin: u16, t: &Tokens) -> String {
  Metrics:
    curl -s http://127.0.0.1:{admin}/metrics | grep portcullis_requests_total
 
+ Browser sign-in: open {base}/app/ in a browser, pick a user on the
+ issuer's page, and land back on /app/ signed in (alice and bob may read,
+ the upstream shows the X-Auth-* headers it got). Sign out:
+   {base}/.portcullis/logout
+
  Stop with Ctrl-C.
 ================================================================================
 "#,
@@ -259,9 +247,10 @@ fn instructions(port: u16, admin: u16, t: &Tokens) -> String {
 }
 
 /// Serve HTTP/1.1 with `respond` until the runtime ends.
-async fn serve_http<F>(listener: TcpListener, respond: F)
+async fn serve_http<F, Fut>(listener: TcpListener, respond: F)
 where
-    F: Fn(Request<Incoming>) -> Response<Full<Bytes>> + Send + Sync + Clone + 'static,
+    F: Fn(Request<Incoming>) -> Fut + Send + Sync + Clone + 'static,
+    Fut: std::future::Future<Output = Response<Full<Bytes>>> + Send + 'static,
 {
     loop {
         let Ok((stream, _)) = listener.accept().await else { continue };
@@ -269,26 +258,18 @@ where
         tokio::spawn(async move {
             let service = service_fn(move |request| {
                 let response = respond(request);
-                async move { Ok::<_, Infallible>(response) }
+                async move { Ok::<_, Infallible>(response.await) }
             });
             let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
         });
     }
 }
 
-fn json(status: StatusCode, body: String) -> Response<Full<Bytes>> {
+pub(super) fn json(status: StatusCode, body: String) -> Response<Full<Bytes>> {
     let mut response = Response::new(Full::new(Bytes::from(body)));
     *response.status_mut() = status;
     response.headers_mut().insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/json"));
     response
-}
-
-fn issuer_response(issuer: &DemoIssuer, request: &Request<Incoming>) -> Response<Full<Bytes>> {
-    match request.uri().path() {
-        "/.well-known/openid-configuration" => json(StatusCode::OK, issuer.discovery()),
-        "/jwks" => json(StatusCode::OK, issuer.jwks.clone()),
-        _ => json(StatusCode::NOT_FOUND, r#"{"error":"not_found"}"#.to_owned()),
-    }
 }
 
 /// What the upstream saw: method, path and the headers that matter.
