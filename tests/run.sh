@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Every test of portcullis, in the order CI runs them. Installs what the tests
 # need from package registries when it is missing (oidc-provider from npm;
-# promtool, chromium and Redis from Debian when running as root).
+# promtool, chromium, chromedriver and Redis from Debian when running as root).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -35,6 +35,7 @@ need() {
 }
 need promtool prometheus "the metrics test needs it"
 need chromium chromium "the CORS browser test needs it"
+need chromedriver chromium-driver "the browser sign-in test needs it"
 need redis-server redis-server "the replica tests run private Redis servers"
 need redis-cli redis-tools "the replica tests create a Redis Cluster"
 

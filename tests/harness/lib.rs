@@ -3,6 +3,10 @@
 //!
 //! - [`browser`]: headless Chromium opening a page served by the test, for
 //!   what only a browser decides (CORS).
+//! - [`webdriver`]: a W3C WebDriver client driving headless Chromium through
+//!   `chromedriver`, for sign-in flows a real browser must click through.
+//! - [`signin`]: an HTTP-only browser (cookie jar, redirects, the IdP's
+//!   sign-in form) for sign-in flows that do not need Chromium.
 //! - [`client`]: a raw HTTP/1.1 client that sends exactly the bytes a test
 //!   writes (no URL normalisation), for path and header attacks.
 //! - [`servers`]: a recording echo upstream and a JWKS/discovery server whose
@@ -25,6 +29,8 @@ pub mod oidc;
 pub mod proxy;
 pub mod redis;
 pub mod servers;
+pub mod signin;
+pub mod webdriver;
 
 use std::net::{SocketAddr, TcpListener};
 use std::sync::OnceLock;
