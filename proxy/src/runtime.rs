@@ -201,10 +201,12 @@ impl Runtime {
         &self.metrics
     }
 
-    /// The credential kinds a route accepts (every kind for an unmatched
-    /// path: its answer must not differ from a protected route's).
+    /// The credential kinds a route accepts (for an unmatched path every
+    /// kind a client sends explicitly, so its answer does not differ from a
+    /// protected route's; a session cookie only where a route asks for it).
     pub(crate) fn accepted_credentials(&self, route: Option<usize>) -> CredentialKinds {
-        route.and_then(|index| self.config.route_credentials.get(index).copied()).unwrap_or(CredentialKinds::ANY)
+        let unmatched = CredentialKinds { session: false, ..CredentialKinds::ANY };
+        route.and_then(|index| self.config.route_credentials.get(index).copied()).unwrap_or(unmatched)
     }
 
     /// The CORS policy of a route, or for requests no route matched the

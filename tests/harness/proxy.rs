@@ -204,9 +204,15 @@ impl Drop for Proxy {
     }
 }
 
+/// `config` with the listeners, and [`PROXY_PORT`] replaced by the
+/// proxy's port (a `public_url` must name it before the port is chosen).
 fn with_listeners(config: &str, port: u16, admin_port: u16) -> String {
+    let config = config.replace(PROXY_PORT, &port.to_string());
     format!("listen: \"127.0.0.1:{port}\"\nadmin_listen: \"127.0.0.1:{admin_port}\"\n{config}")
 }
+
+/// Written in a configuration where the proxy's own port belongs.
+pub const PROXY_PORT: &str = "@PROXY_PORT@";
 
 fn write_atomically(path: &Path, text: &str) {
     let temp = path.with_extension("tmp-write");

@@ -47,6 +47,8 @@ pub(crate) struct PrivateKeyJwtFile {
     /// `ES256` (default for EC keys) or `RS256`.
     pub alg: Option<Text>,
     pub kid: Option<Text>,
+    /// The assertion's `aud`: `token_endpoint` (default) or `issuer`.
+    pub audience: Option<Text>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -45,7 +45,15 @@ pub enum ClientAuth {
     Secret(Secret),
     /// `private_key_jwt` (OpenID Connect Core 9, RFC 7523): a signed
     /// assertion per call.
-    PrivateKeyJwt { key_pem: Secret, alg: SigningAlg, kid: Option<String> },
+    PrivateKeyJwt { key_pem: Secret, alg: SigningAlg, kid: Option<String>, audience: AssertionAudience },
+}
+
+/// The `aud` of a client assertion: OpenID Connect says the token
+/// endpoint; some IdPs (Auth0) want their issuer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AssertionAudience {
+    TokenEndpoint,
+    Issuer,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -16,8 +16,8 @@ use super::Validator;
 use crate::diag::{Positioned, Reporter};
 use crate::file::{PrivateKeyJwtFile, SessionCookieFile, SessionsFile, Text};
 use crate::model::{
-    ClientAuth, CookieSettings, EndpointOverrides, IdentitySource, Issuer, KeySource, Secret, SessionSettings,
-    SessionStore, SigningAlg,
+    AssertionAudience, ClientAuth, CookieSettings, EndpointOverrides, IdentitySource, Issuer, KeySource, Secret,
+    SessionSettings, SessionStore, SigningAlg,
 };
 
 const DEFAULT_COOKIE: &str = "__Host-portcullis";
@@ -303,14 +303,25 @@ fn private_key_jwt(key: &Spanned<PrivateKeyJwtFile>, base: &Path, r: &mut Report
     };
     match (kind, alg) {
         (None, _) => r.error(&k.key_file, format!("{} holds no PEM private key", path.display())),
-        (Some("EC PRIVATE KEY"), SigningAlg::Rs256) | (Some("RSA PRIVATE KEY"), SigningAlg::Es256) => {
+        (Some("EC PRIVATE KEY"), _) => r.error(
+            &k.key_file,
+            format!(
+                "{} is an EC key in SEC1 form; convert it to PKCS#8: openssl pkcs8 -topk8 -nocrypt -in KEY -out KEY.p8",
+                path.display()
+            ),
+        ),
+        (Some("RSA PRIVATE KEY"), SigningAlg::Es256) => {
             r.error(&k.key_file, format!("{} does not hold a key for {}", path.display(), alg.name()))
         }
         _ => {}
     }
-    kind?;
+    kind.filter(|kind| *kind != "EC PRIVATE KEY")?;
     let kid = k.kid.as_ref().map(|t| t.value.clone());
-    Some(ClientAuth::PrivateKeyJwt { key_pem: Secret::new(pem), alg, kid })
+    let audience = match k.audience.as_ref().and_then(|t| one_of(t, &["token_endpoint", "issuer"], r)) {
+        Some("issuer") => AssertionAudience::Issuer,
+        _ => AssertionAudience::TokenEndpoint,
+    };
+    Some(ClientAuth::PrivateKeyJwt { key_pem: Secret::new(pem), alg, kid, audience })
 }
 
 /// The sealing keys: base64 of 32 bytes each, separated by commas or

@@ -67,7 +67,10 @@ pub(super) fn http_url(text: &Text, what: &str, r: &mut Reporter<'_>) -> Option<
                 None => false,
             };
             if url.scheme() == "http" && !loopback {
-                r.warn(text, format!("{what} uses plain http: keys fetched over it can be forged in transit"));
+                r.warn(
+                    text,
+                    format!("{what} uses plain http: what is exchanged over it can be read or forged in transit"),
+                );
             }
             Some(text.value.clone())
         }

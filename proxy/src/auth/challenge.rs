@@ -57,9 +57,13 @@ impl Challenges {
     pub(crate) fn required(&self, accepted: CredentialKinds) -> (String, &'static str) {
         let bearer = accepted.bearer && self.configured.bearer;
         let api_key = accepted.api_key && self.configured.api_key;
-        match (bearer, api_key) {
-            (true, true) => (format!("{}, {}", self.plain, self.api_key), "a bearer token or an API key is required"),
-            (false, true) => (self.api_key.clone(), "an API key is required"),
+        let session = accepted.session && self.configured.session;
+        match (bearer, api_key, session) {
+            (true, true, _) => {
+                (format!("{}, {}", self.plain, self.api_key), "a bearer token or an API key is required")
+            }
+            (false, true, _) => (self.api_key.clone(), "an API key is required"),
+            (false, false, true) => (self.plain.clone(), "sign in is required"),
             _ => (self.plain.clone(), "a bearer token is required"),
         }
     }

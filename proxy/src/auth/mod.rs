@@ -195,6 +195,17 @@ impl Authenticator {
         Ok(Arc::new(identity))
     }
 
+    /// Whether the identity's subject was revoked at or after `since` (a
+    /// session's sign-in): sessions end with the subject's revocation.
+    pub(crate) fn revoked_since(&self, identity: &Identity, since: u64) -> bool {
+        let list = self.revocations.load();
+        if list.is_empty() {
+            return false;
+        }
+        let iss = self.verifier.issuers.get(identity.issuer.0).map_or("", |state| state.config().issuer.as_str());
+        list.revokes_subject(identity.subject.as_deref(), iss, since)
+    }
+
     fn count_failure(&self, client: Option<std::net::IpAddr>) {
         if let Some(budget) = &self.budget {
             budget.failed(client);

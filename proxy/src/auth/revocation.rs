@@ -160,13 +160,25 @@ impl Denylist {
                 return true;
             }
         }
-        let Some(entries) = identity.subject.as_deref().and_then(|sub| self.subjects.get(sub)) else { return false };
         // No `iat`: the token cannot prove it was issued after.
-        let issued_at = identity.issued_at.unwrap_or(0);
-        // Issued in the second of the revocation counts as before it: `iat`
-        // has whole seconds, and a stolen refresh token used at once must
-        // not slip through.
-        entries.iter().any(|(issuer, before)| issuer_matches(issuer) && issued_at <= *before)
+        self.revokes_subject(identity.subject.as_deref(), iss, identity.issued_at.unwrap_or(0))
+    }
+
+    /// Whether `subject` of `iss` is revoked for credentials issued at
+    /// `issued_at` (a token's `iat`, a session's sign-in). Issued in the
+    /// second of the revocation counts as before it: `iat` has whole
+    /// seconds, and a stolen refresh token used at once must not slip
+    /// through.
+    pub fn revokes_subject(&self, subject: Option<&str>, iss: &str, issued_at: u64) -> bool {
+        let key = iss == API_KEY_ISS;
+        let Some(entries) = subject.and_then(|sub| self.subjects.get(sub)) else { return false };
+        entries.iter().any(|(issuer, before)| {
+            let issuer_matches = match issuer.as_deref() {
+                None => !key,
+                Some(wanted) => wanted == iss,
+            };
+            issuer_matches && issued_at <= *before
+        })
     }
 }
 

@@ -19,7 +19,7 @@ use crate::auth::source::{CredentialKind, Presented};
 use crate::auth::{digest, AuthError, Identity};
 use crate::labels::{AuthPath, Outcome};
 use crate::runtime::Runtime;
-use crate::session::{safe_return_path, Lookup, OwnPath, SessionCredential, Sessions};
+use crate::session::{safe_return_path, Lookup, OwnPath, SessionCredential, Sessions, SignInError};
 use config::CredentialKinds;
 
 /// The answer to a request for one of the proxy's own paths; `None` for
@@ -32,12 +32,26 @@ pub(super) async fn own_path(request: &RequestHeader, runtime: &Runtime) -> Opti
         OwnPath::Callback | OwnPath::SignIn if !read_only => Denied::bad_request(405, "only GET is allowed here"),
         OwnPath::Callback => match sessions.finish(request).await {
             Ok(redirect) => Denied::redirect(Outcome::SignedIn, redirect),
-            Err(error) => {
+            // A callback that is not this browser's sign-in leaves its
+            // pending sign-ins alone (a forged callback must not cancel
+            // them); a genuine one that failed is over.
+            Err(error @ SignInError::State) => {
                 tracing::info!(reason = error.label(), "a sign-in did not complete");
                 Denied::sign_in_failed(error)
             }
+            Err(error) => {
+                if error == SignInError::Client {
+                    tracing::warn!(
+                        reason = error.label(),
+                        "the IdP refused the client credentials (client_id, secret or key)"
+                    );
+                } else {
+                    tracing::info!(reason = error.label(), "a sign-in did not complete");
+                }
+                Denied::sign_in_failed(error).with_cookies(sessions.forget_sign_in(request))
+            }
         },
-        OwnPath::SignIn => match sessions.start_from_query(request.uri.query()) {
+        OwnPath::SignIn => match sessions.start_from_query(request) {
             Ok(redirect) => Denied::redirect(Outcome::SignIn, redirect),
             Err(error) => Denied::sign_in_failed(error),
         },
@@ -67,6 +81,14 @@ pub(super) async fn authenticate(
     let Some(sessions) = runtime.sessions().filter(|_| accepts.session) else {
         return Ok(SessionAuth::None { cookies: Vec::new() });
     };
+    // Before the session is even opened: a cross-site request must not
+    // make the proxy refresh or renew anything.
+    if !is_safe(&request.method)
+        && sessions.has_cookie(request)
+        && !same_origin(request, &sessions.settings().public_origin)
+    {
+        return Err(Denied::cross_site());
+    }
     let active = match sessions.lookup(request).await {
         Lookup::Absent => return Ok(SessionAuth::None { cookies: Vec::new() }),
         Lookup::Ended { reason, cookies } => {
@@ -76,9 +98,6 @@ pub(super) async fn authenticate(
         Lookup::Unavailable => return Err(Denied::session_unavailable()),
         Lookup::Active(active) => active,
     };
-    if !is_safe(&request.method) && !same_origin(request, &sessions.settings().public_origin) {
-        return Err(Denied::cross_site());
-    }
     let auth = runtime.auth();
     let (result, path) = match &active.credential {
         SessionCredential::AccessToken(token) => {
@@ -93,6 +112,24 @@ pub(super) async fn authenticate(
             (result, path)
         }
     };
+    let ended = match &result {
+        // Revoking a subject "before T" ends the sessions signed in before
+        // T, though a refresh gives them tokens issued after it.
+        Ok(identity) if auth.revoked_since(identity, active.signed_in) => true,
+        Ok(_) => false,
+        // The session's token is refused (revoked, or the IdP issues
+        // tokens the issuer's rules do not accept): end the session too,
+        // so the next navigation signs in again instead of failing forever.
+        Err(_) => {
+            let mut cookies = sessions.end_cookies(request);
+            cookies.extend(active.cookies);
+            return Ok(SessionAuth::Authenticated { result, path, cookies });
+        }
+    };
+    if ended {
+        tracing::debug!("a session of a revoked subject ended");
+        return Ok(SessionAuth::None { cookies: sessions.end_cookies(request) });
+    }
     Ok(SessionAuth::Authenticated { result, path, cookies: active.cookies })
 }
 
@@ -110,7 +147,7 @@ pub(super) fn no_credential(
     let Some(sessions) = sessions else {
         return Denied::credential_required(runtime.challenges(), accepts).with_cookies(cookies);
     };
-    match sessions.start(return_path(request, sessions)) {
+    match sessions.start(request, return_path(request, sessions)) {
         Ok(mut redirect) => {
             redirect.cookies.extend(cookies);
             Denied::redirect(Outcome::SignIn, redirect)

@@ -29,6 +29,18 @@ pub(crate) fn find<'r>(request: &'r RequestHeader, name: &str) -> Option<&'r str
         })
 }
 
+/// The names of the request's cookies that start with `prefix`.
+pub(crate) fn names_with_prefix<'r>(request: &'r RequestHeader, prefix: &'r str) -> impl Iterator<Item = &'r str> {
+    request
+        .headers
+        .get_all(COOKIE)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|header| header.split(';'))
+        .filter_map(|pair| pair.trim().split_once('=').map(|(name, _)| name))
+        .filter(move |name| name.starts_with(prefix))
+}
+
 /// A value split across `name`, `name-1`, …: joined, and how many parts it
 /// had (so that a shorter rewrite can expire the rest).
 pub(crate) fn find_chunked(request: &RequestHeader, name: &str) -> Option<(String, usize)> {

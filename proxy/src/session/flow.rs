@@ -17,6 +17,9 @@ const SIGN_IN_SECONDS: u64 = 600;
 /// Characters of the state in the sign-in cookie's name: one cookie per
 /// sign-in, so several tabs signing in at once do not undo each other.
 const STATE_IN_NAME: usize = 12;
+/// Sign-ins a browser may have pending at once; starting one more ends
+/// them all (prefetches or a tab storm must not fill the cookie header).
+const MAX_PENDING: usize = 4;
 
 /// Sealed in the sign-in cookie while the browser is at the IdP.
 #[derive(Serialize, Deserialize)]
@@ -31,8 +34,15 @@ struct PendingSignIn {
 impl Sessions {
     /// Send the browser to sign in, and back to `return_to` (a path on this
     /// origin; anything else is refused).
-    pub(crate) fn start(&self, return_to: &str) -> Result<Redirect, SignInError> {
-        let result = self.start_sign_in(return_to);
+    pub(crate) fn start(&self, request: &RequestHeader, return_to: &str) -> Result<Redirect, SignInError> {
+        let result = self.start_sign_in(return_to).map(|mut redirect| {
+            let prefix = self.pending_prefix();
+            let pending: Vec<&str> = cookie::names_with_prefix(request, &prefix).collect();
+            if pending.len() >= MAX_PENDING {
+                redirect.cookies.extend(pending.into_iter().map(cookie::expire));
+            }
+            redirect
+        });
         let label = match &result {
             Ok(_) => "started",
             Err(error) => error.label(),
@@ -67,11 +77,23 @@ impl Sessions {
 
     /// `sign_in_path?rd=/path`: start a sign-in on purpose (a "Sign in"
     /// link), back to `rd` (default `/`).
-    pub(crate) fn start_from_query(&self, query: Option<&str>) -> Result<Redirect, SignInError> {
-        let return_to = query.and_then(|q| query_value(q, "rd"));
+    pub(crate) fn start_from_query(&self, request: &RequestHeader) -> Result<Redirect, SignInError> {
+        let return_to = request.uri.query().and_then(|q| query_value(q, "rd"));
         match return_to {
-            Some(path) => self.start(&path),
-            None => self.start("/"),
+            Some(path) => self.start(request, &path),
+            None => self.start(request, "/"),
+        }
+    }
+
+    /// `Set-Cookie` values that end the sign-in a callback names (after
+    /// it failed: the sign-in cannot be completed twice anyway).
+    pub(crate) fn forget_sign_in(&self, request: &RequestHeader) -> Vec<String> {
+        let state = request.uri.query().and_then(|q| query_value(q, "state"));
+        match state {
+            Some(state) if cookie::find(request, &self.pending_cookie(&state)).is_some() => {
+                vec![cookie::expire(&self.pending_cookie(&state))]
+            }
+            _ => Vec::new(),
         }
     }
 
@@ -132,6 +154,7 @@ impl Sessions {
             id: self.sealer.random_token(16).ok_or(SignInError::Internal)?,
             access_token: tokens.access_token,
             expires_at: tokens.expires_at,
+            obtained: now,
             refresh_token: tokens.refresh_token,
             // Only needed for logout at the IdP.
             id_token: endpoints.end_session.is_some().then(|| id_token.to_owned()),
@@ -182,8 +205,12 @@ impl Sessions {
         Redirect { location, cookies: cookie::expire_chunked(name, parts.max(1)) }
     }
 
+    fn pending_prefix(&self) -> String {
+        format!("{}-signin-", self.settings.cookie.name)
+    }
+
     fn pending_cookie(&self, state: &str) -> String {
         let short: String = state.chars().take(STATE_IN_NAME).collect();
-        format!("{}-signin-{short}", self.settings.cookie.name)
+        format!("{}{short}", self.pending_prefix())
     }
 }

@@ -51,6 +51,10 @@ struct SessionData {
     id: String,
     access_token: String,
     expires_at: u64,
+    /// When the access token was obtained (its lifetime bounds how early
+    /// it is refreshed).
+    #[serde(default)]
+    obtained: u64,
     #[serde(default)]
     refresh_token: Option<String>,
     /// For `id_token_hint` at logout.
@@ -98,6 +102,8 @@ pub(crate) enum SignInError {
     IdToken(&'static str),
     #[error("the identity provider cannot be reached; try again")]
     Unavailable,
+    #[error("the identity provider did not accept this proxy's client credentials")]
+    Client,
     #[error("the return path is not a path on this site")]
     ReturnPath,
     #[error("the session could not be stored")]
@@ -113,6 +119,7 @@ impl SignInError {
             SignInError::Code => "failed_code",
             SignInError::IdToken(_) => "failed_id_token",
             SignInError::Unavailable => "failed_unavailable",
+            SignInError::Client => "failed_client",
             SignInError::ReturnPath => "failed_return_path",
             SignInError::Internal => "failed_internal",
         }
@@ -122,7 +129,7 @@ impl SignInError {
         match self {
             SignInError::State | SignInError::Code | SignInError::ReturnPath => 400,
             SignInError::Refused | SignInError::IdToken(_) => 401,
-            SignInError::Unavailable => 502,
+            SignInError::Unavailable | SignInError::Client => 502,
             SignInError::Internal => 500,
         }
     }
@@ -150,6 +157,9 @@ pub(crate) struct Active {
     /// `Set-Cookie` values that renew the session (idle timeout, refreshed
     /// tokens); empty when nothing changed.
     pub(crate) cookies: Vec<String>,
+    /// Unix time of the sign-in (revoking a subject "before T" ends the
+    /// sessions signed in before T, whatever their tokens' `iat`).
+    pub(crate) signed_in: u64,
 }
 
 /// What the identity is built from.
@@ -183,7 +193,7 @@ impl Sessions {
     ) -> anyhow::Result<Sessions> {
         let sealer = Sealer::new(&settings.cookie.keys)
             .ok_or_else(|| anyhow::anyhow!("sessions: the cookie keys are not usable AES-256 keys"))?;
-        let client = OidcClient::new(&settings, idp)?;
+        let client = OidcClient::new(&settings, &issuer.config().issuer, idp)?;
         let redis =
             match settings.store {
                 SessionStore::Cookie => None,
@@ -246,14 +256,18 @@ impl Sessions {
             return ended("the session was idle too long");
         }
         let mut changed = false;
-        if self.settings.identity_from == IdentitySource::AccessToken
-            && data.expires_at <= now.saturating_add(REFRESH_AHEAD)
-        {
-            match self.refresh(&mut data).await {
-                Ok(()) => changed = true,
-                Err(TokenError::Unavailable) if data.expires_at > now => {}
-                Err(TokenError::Unavailable) => return Lookup::Unavailable,
-                Err(_) => return ended("the session could not be refreshed"),
+        if self.settings.identity_from == IdentitySource::AccessToken {
+            match (&data.refresh_token, refresh_due(&data, now)) {
+                (Some(_), true) => match self.refresh(&mut data).await {
+                    Ok(()) => changed = true,
+                    Err(TokenError::Unavailable) if data.expires_at > now => {}
+                    Err(TokenError::Unavailable) => return Lookup::Unavailable,
+                    Err(_) => return ended("the session could not be refreshed"),
+                },
+                // Without a refresh token the session lasts as long as its
+                // access token, to the second.
+                (None, _) if data.expires_at <= now => return ended("the session's access token has expired"),
+                _ => {}
             }
         }
         let mut cookies = Vec::new();
@@ -265,6 +279,7 @@ impl Sessions {
                 Err(error) => tracing::debug!(%error, "could not renew a session"),
             }
         }
+        let signed_in = data.signed_in;
         let credential = match self.settings.identity_from {
             IdentitySource::AccessToken => SessionCredential::AccessToken(data.access_token),
             IdentitySource::IdToken => SessionCredential::Claims {
@@ -273,7 +288,18 @@ impl Sessions {
                 session_id: data.id,
             },
         };
-        Lookup::Active(Active { credential, cookies })
+        Lookup::Active(Active { credential, cookies, signed_in })
+    }
+
+    /// Whether the request carries a session cookie at all (opened or not).
+    pub(crate) fn has_cookie(&self, request: &RequestHeader) -> bool {
+        cookie::find(request, &self.settings.cookie.name).is_some()
+    }
+
+    /// `Set-Cookie` values that end the request's session cookie.
+    pub(crate) fn end_cookies(&self, request: &RequestHeader) -> Vec<String> {
+        let name = &self.settings.cookie.name;
+        cookie::find_chunked(request, name).map_or_else(Vec::new, |(_, parts)| cookie::expire_chunked(name, parts))
     }
 
     /// A new access token for the session, one token-endpoint call per
@@ -282,16 +308,21 @@ impl Sessions {
         let (Some(refresh_token), Some(endpoints)) = (data.refresh_token.clone(), self.endpoints()) else {
             return Err(TokenError::Refused(0));
         };
-        let answer = self.refreshes.run(&data.id, || self.client.refresh(&endpoints.token, &refresh_token)).await;
-        let result = match &answer {
-            Ok(_) => "ok",
-            Err(TokenError::Unavailable) => "unavailable",
-            Err(_) => "refused",
+        // Counted where the IdP is called: once per flight, not per request.
+        let call = || async {
+            let answer = self.client.refresh(&endpoints.token, &refresh_token).await;
+            let result = match &answer {
+                Ok(_) => "ok",
+                Err(TokenError::Unavailable) => "unavailable",
+                Err(_) => "refused",
+            };
+            self.metrics.session_refreshes.with_label_values(&[result]).inc();
+            answer
         };
-        self.metrics.session_refreshes.with_label_values(&[result]).inc();
-        let tokens = answer?;
+        let tokens = self.refreshes.run(&data.id, call).await?;
         data.access_token = tokens.access_token;
         data.expires_at = tokens.expires_at;
+        data.obtained = unix_now();
         if tokens.refresh_token.is_some() {
             data.refresh_token = tokens.refresh_token;
         }
@@ -352,6 +383,14 @@ enum PersistError {
     Store,
     #[error("the session is too large for cookies (use sessions.store: redis)")]
     TooLarge,
+}
+
+/// Whether the access token should be refreshed now: `REFRESH_AHEAD`
+/// before it expires, or half-way through a shorter life.
+fn refresh_due(data: &SessionData, now: u64) -> bool {
+    let lifetime = data.expires_at.saturating_sub(data.obtained);
+    let ahead = REFRESH_AHEAD.min(lifetime / 2);
+    data.expires_at <= now.saturating_add(ahead)
 }
 
 /// Additional data of a session stored in Redis: bound to its id, so one

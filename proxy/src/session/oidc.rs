@@ -9,7 +9,7 @@ use std::time::Duration;
 use aws_lc_rs::digest;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use config::{ClientAuth, Secret, SessionSettings, SigningAlg};
+use config::{AssertionAudience, ClientAuth, Secret, SessionSettings, SigningAlg};
 use jsonwebtoken::{EncodingKey, Header};
 use serde::Deserialize;
 
@@ -54,7 +54,7 @@ pub(crate) enum TokenError {
 
 enum Credentials {
     Secret(Secret),
-    Assertion { key: EncodingKey, alg: jsonwebtoken::Algorithm, kid: Option<String> },
+    Assertion { key: EncodingKey, alg: jsonwebtoken::Algorithm, kid: Option<String>, audience: Option<String> },
 }
 
 /// The confidential client portcullis is towards the IdP.
@@ -65,17 +65,19 @@ pub(crate) struct OidcClient {
 }
 
 impl OidcClient {
-    pub(crate) fn new(settings: &SessionSettings, http: Arc<IdpClient>) -> anyhow::Result<OidcClient> {
+    /// `issuer`: the issuer's `iss`, for assertions addressed to it.
+    pub(crate) fn new(settings: &SessionSettings, issuer: &str, http: Arc<IdpClient>) -> anyhow::Result<OidcClient> {
         let credentials = match &settings.client_auth {
             ClientAuth::Secret(secret) => Credentials::Secret(secret.clone()),
-            ClientAuth::PrivateKeyJwt { key_pem, alg, kid } => {
+            ClientAuth::PrivateKeyJwt { key_pem, alg, kid, audience } => {
                 let (key, alg) = match alg {
                     SigningAlg::Es256 => (EncodingKey::from_ec_pem(key_pem.expose()), jsonwebtoken::Algorithm::ES256),
                     SigningAlg::Rs256 => (EncodingKey::from_rsa_pem(key_pem.expose()), jsonwebtoken::Algorithm::RS256),
                 };
                 let key =
                     key.map_err(|e| anyhow::anyhow!("sessions.private_key_jwt: the key file is unusable: {e}"))?;
-                Credentials::Assertion { key, alg, kid: kid.clone() }
+                let audience = (*audience == AssertionAudience::Issuer).then(|| issuer.to_owned());
+                Credentials::Assertion { key, alg, kid: kid.clone(), audience }
             }
         };
         Ok(OidcClient { client_id: settings.client_id.clone(), credentials, http })
@@ -143,8 +145,9 @@ impl OidcClient {
             Credentials::Secret(secret) => {
                 self.http.post_form(endpoint, &self.client_id, secret.expose(), form, TOKEN_TIMEOUT).await
             }
-            Credentials::Assertion { key, alg, kid } => {
-                let assertion = self.assertion(endpoint, key, *alg, kid.as_deref())?;
+            Credentials::Assertion { key, alg, kid, audience } => {
+                let audience = audience.as_deref().unwrap_or(endpoint);
+                let assertion = self.assertion(audience, key, *alg, kid.as_deref())?;
                 let mut form = form.to_vec();
                 form.push(("client_id", &self.client_id));
                 form.push(("client_assertion_type", "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"));
@@ -160,11 +163,12 @@ impl OidcClient {
         parse_token_response(&body)
     }
 
-    /// RFC 7523 client assertion: this client about itself, for this
-    /// endpoint, valid one minute, never reused.
+    /// RFC 7523 client assertion: this client about itself, for
+    /// `audience` (the token endpoint, or the issuer), valid one minute,
+    /// never reused.
     fn assertion(
         &self,
-        endpoint: &str,
+        audience: &str,
         key: &EncodingKey,
         alg: jsonwebtoken::Algorithm,
         kid: Option<&str>,
@@ -173,7 +177,7 @@ impl OidcClient {
         let mut jti = [0u8; 16];
         aws_lc_rs::rand::fill(&mut jti).map_err(|_| TokenError::Signing)?;
         let claims = serde_json::json!({
-            "iss": self.client_id, "sub": self.client_id, "aud": endpoint,
+            "iss": self.client_id, "sub": self.client_id, "aud": audience,
             "jti": URL_SAFE_NO_PAD.encode(jti), "iat": now, "exp": now + 60,
         });
         let mut header = Header::new(alg);
