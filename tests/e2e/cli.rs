@@ -1,4 +1,5 @@
-//! The command line: `check`, `explain`, `run` with a bad file, `demo`.
+//! The command line: `check`, `explain`, `run` with a bad file, `demo`
+//! (its curl commands and its browser sign-in).
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -186,4 +187,32 @@ fn demo_prints_commands_that_show_200_401_403_and_429() {
     assert_eq!(r.status, 200);
     let statuses: Vec<u16> = (0..6).map(|_| request(proxy, "POST", "/auth/login", &[], b"").status).collect();
     assert_eq!(statuses, [200, 200, 200, 200, 200, 429]);
+}
+
+/// The URL the banner gives for the browser flow works: the demo issuer's
+/// page offers users, picking one signs in, and the upstream sees who.
+#[test]
+fn demo_signs_a_browser_in_at_its_one_click_page() {
+    let demo = start_demo();
+    let text = demo.lines.join("\n");
+    let app = format!("http://127.0.0.1:{}/app/", demo.port);
+    assert!(text.contains(&app), "the banner names {app}:\n{text}");
+    let mut agent = harness::signin::Agent::new();
+    let (page, visited) = agent.navigate(&app);
+    assert_eq!(page.status, 200, "{visited:?}");
+    assert!(visited.last().is_some_and(|url| url.contains("/authorize?")), "{visited:?}");
+    let html = page.text();
+    let start = html.find("/authorize/approve?").expect("a sign-in button");
+    let end = start + html[start..].find('"').expect("end of the link");
+    let approve = html[start..end].replace("&amp;", "&");
+    let issuer = harness::signin::Url::parse(visited.last().expect("the page"));
+    let (answer, visited) = agent.navigate(&issuer.join(&approve));
+    assert_eq!(answer.status, 200, "{visited:?}\n{}", answer.text());
+    assert_eq!(visited.last(), Some(&app), "{visited:?}");
+    assert_eq!(answer.json()["headers"]["x-auth-subject"], "alice");
+    // Logout continues at the demo issuer and comes back signed out.
+    let (_, visited) = agent.navigate(&format!("http://127.0.0.1:{}/.portcullis/logout", demo.port));
+    assert!(visited.iter().any(|url| url.contains("/logout?")), "{visited:?}");
+    let again = agent.get(&app, harness::signin::NAVIGATION_HEADERS);
+    assert_eq!(again.status, 302, "signed out: {}", again.text());
 }

@@ -126,6 +126,20 @@ mod tests {
         assert_eq!(query_value("x=1", "rd"), None);
     }
 
+    proptest::proptest! {
+        /// Whatever string is offered (built from the characters open
+        /// redirects are made of), an accepted one stays on this origin
+        /// and starts with exactly one `/`.
+        #[test]
+        fn accepted_paths_stay_on_this_origin(candidate in "[/\\\\%2fFcC5.:a-z@?#\t ]{0,12}") {
+            if let Some(path) = safe_return_path(&candidate, ORIGIN) {
+                proptest::prop_assert!(path.starts_with('/') && !path.starts_with("//"));
+                let resolved = url::Url::parse(ORIGIN).and_then(|b| b.join(path)).expect("resolves");
+                proptest::prop_assert_eq!(resolved.origin(), url::Url::parse(ORIGIN).expect("origin").origin());
+            }
+        }
+    }
+
     #[test]
     fn never_a_path_to_another_origin() {
         // Whatever is accepted resolves to this origin.
