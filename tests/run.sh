@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Every test of portcullis, in the order CI runs them. Installs what the tests
 # need from package registries when it is missing (oidc-provider from npm;
-# promtool, chromium, chromedriver and Redis from Debian when running as root).
+# promtool, chromium, chromedriver, curl and Redis from Debian when running as
+# root; grpcio from PyPI).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -38,6 +39,11 @@ need chromium chromium "the CORS browser test needs it"
 need chromedriver chromium-driver "the browser sign-in test needs it"
 need redis-server redis-server "the replica tests run private Redis servers"
 need redis-cli redis-tools "the replica tests create a Redis Cluster"
+need curl curl "the HTTP/2 test sends h2c with curl"
+# The gRPC tests run a real gRPC client and server: grpcio from PyPI.
+if ! python3 -c 'import grpc' 2>/dev/null; then
+  python3 -m pip install --quiet grpcio 2>/dev/null || python3 -m pip install --quiet --break-system-packages grpcio
+fi
 
 # Clippy's lints run inside the one real build: clippy-driver as the
 # compiler of the workspace's own crates (RUSTC_WORKSPACE_WRAPPER, exactly

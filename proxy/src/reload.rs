@@ -238,6 +238,7 @@ fn unix_seconds() -> f64 {
 fn warn_restart_only_changes(old: &config::Config, new: &config::Config) {
     let changed = [
         ("listen", old.listen != new.listen),
+        ("h2c", old.h2c != new.h2c),
         ("admin_listen", old.admin_listen != new.admin_listen),
         ("threads", old.threads != new.threads),
         ("log_format", old.log.format != new.log.format),

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
+use pingora::apps::HttpServerOptions;
 use pingora::server::configuration::ServerConf;
 use pingora::server::{RunArgs, Server, ShutdownSignal, ShutdownSignalWatch, ShutdownWatch};
 use pingora::services::background::{background_service, BackgroundService};
@@ -76,6 +77,7 @@ pub fn serve(launch: Launch) -> anyhow::Result<()> {
         store.handle().spawn(crate::store::revocations::follow(Arc::clone(store), Arc::clone(&shared.revocation_book)));
     }
     let listen = config.listen;
+    let h2c = config.h2c;
     let admin_listen = config.admin_listen;
     // Pingora binds inside a service thread and only panics there when an
     // address is taken, leaving a process that runs but never listens.
@@ -114,6 +116,13 @@ pub fn serve(launch: Launch) -> anyhow::Result<()> {
     let gateway = Gateway::new(Arc::clone(&current), Arc::clone(&in_flight));
     let mut proxy = pingora::proxy::http_proxy_service_with_name(&server.configuration, gateway, "portcullis");
     proxy.add_tcp(&listen.to_string());
+    if let Some(app) = proxy.app_logic_mut() {
+        // h2c: a connection that opens with the HTTP/2 preface is HTTP/2,
+        // any other HTTP/1.1, so one port serves both.
+        let mut options = HttpServerOptions::default();
+        options.h2c = h2c;
+        app.server_options = Some(options);
+    }
     server.add_service(proxy);
 
     if let Some(admin_listen) = admin_listen {

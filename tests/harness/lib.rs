@@ -15,6 +15,7 @@
 //! - [`proxy`]: starting, reloading, signalling and stopping the binary.
 //! - [`oidc`]: the `oidc-provider` OpenID provider from `tests/idp`.
 //! - [`redis`]: real `redis-server` processes, standalone and a cluster.
+//! - [`grpc`]: a real gRPC server and client (Python `grpcio`), h2c.
 //! - [`fixtures`]: the standard world most tests start from.
 //! - [`config`]: the standard configuration as a builder, for tests that
 //!   change part of it.
@@ -24,6 +25,7 @@ pub mod browser;
 pub mod client;
 pub mod config;
 pub mod fixtures;
+pub mod grpc;
 pub mod keys;
 pub mod oidc;
 pub mod proxy;

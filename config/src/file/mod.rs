@@ -24,6 +24,8 @@ pub(crate) type Text = Spanned<String>;
 #[serde(deny_unknown_fields)]
 pub(crate) struct ConfigFile {
     pub listen: Option<Text>,
+    /// Also accept HTTP/2 with prior knowledge (h2c) on `listen`.
+    pub h2c: Option<Spanned<bool>>,
     pub admin_listen: Option<Text>,
     pub realm: Option<Text>,
     pub trusted_proxies: Option<Vec<Text>>,
@@ -121,6 +123,9 @@ pub(crate) struct UpstreamFile {
     pub sni: Option<Text>,
     /// The forwarding headers portcullis sets from what it saw.
     pub forwarded_headers: Option<Vec<Text>>,
+    /// Speak HTTP/2 to the upstream (h2c for `http://`, ALPN h2 for
+    /// `https://`): gRPC needs it.
+    pub http2: Option<Spanned<bool>>,
 }
 
 #[derive(Debug, Deserialize)]

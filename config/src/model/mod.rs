@@ -25,6 +25,9 @@ pub use shared::*;
 #[derive(Debug, Clone)]
 pub struct Config {
     pub listen: SocketAddr,
+    /// HTTP/2 with prior knowledge (h2c) accepted on `listen`, besides
+    /// HTTP/1.1 (told apart by the connection preface).
+    pub h2c: bool,
     pub admin_listen: Option<SocketAddr>,
     pub realm: String,
     /// Peers whose `X-Forwarded-For` is believed.
@@ -207,6 +210,9 @@ pub struct Upstream {
     pub sni: String,
     pub connect_timeout: Duration,
     pub read_timeout: Duration,
+    /// HTTP/2 to the upstream: h2c with prior knowledge for `http://`,
+    /// ALPN `h2` only for `https://`.
+    pub http2: bool,
     /// The forwarding headers portcullis sets from what it saw (client
     /// address, host, scheme), in addition to removing every client-sent
     /// forwarding header when the peer is not a trusted proxy.

@@ -110,6 +110,7 @@ impl Validator<'_> {
         };
         let config = Config {
             listen: settings.listen,
+            h2c: file.h2c.as_ref().is_some_and(|flag| flag.value),
             admin_listen: settings.admin_listen,
             realm: settings.realm,
             trusted_proxies: settings.trusted_proxies,
@@ -158,6 +159,7 @@ impl Validator<'_> {
                 upstream.read_timeout.as_ref().and_then(|t| positive_duration(t, r)).unwrap_or(Duration::from_secs(60));
             let sni = upstream.sni.as_ref().map_or_else(|| host.clone(), |s| s.value.clone());
             let forwarded_headers = forwarded_headers(upstream.forwarded_headers.as_deref(), r);
+            let http2 = upstream.http2.as_ref().is_some_and(|flag| flag.value);
             out.push(Upstream {
                 name: name.value,
                 tls,
@@ -166,6 +168,7 @@ impl Validator<'_> {
                 sni,
                 connect_timeout,
                 read_timeout,
+                http2,
                 forwarded_headers,
             });
         }

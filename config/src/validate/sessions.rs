@@ -86,7 +86,7 @@ impl Validator<'_> {
                     r.error(
                         text,
                         format!(
-                            "{what} must be a plain absolute path like '{default}' (no '..', '//', '?', '#' or '\\\\')"
+                            "{what} must be a plain absolute path like '{default}' (no '..', '//', '?', '#' or '\\')"
                         ),
                     );
                 }

@@ -8,6 +8,7 @@ use std::borrow::Cow;
 use bytes::Bytes;
 use pingora::http::ResponseHeader;
 use pingora::prelude::Session;
+use pingora::protocols::http::HttpTask;
 
 /// The answer to a refused request, fully described before anything is
 /// written.
@@ -65,8 +66,12 @@ impl Rejection {
     }
 }
 
-/// Write the rejection as the whole response.
+/// Write the rejection as the whole response: JSON, or for a gRPC call
+/// the gRPC form of the same answer.
 pub(crate) async fn send(session: &mut Session, rejection: &Rejection) -> pingora::Result<()> {
+    if is_grpc(session.req_header()) {
+        return send_grpc(session, rejection).await;
+    }
     let body = rejection.body();
     let mut header = ResponseHeader::build(rejection.status, Some(8))?;
     header.insert_header("content-type", "application/json")?;
@@ -91,4 +96,98 @@ pub(crate) async fn send(session: &mut Session, rejection: &Rejection) -> pingor
         session.write_response_body(Some(body), true).await?;
     }
     Ok(())
+}
+
+/// A gRPC request (`content-type: application/grpc`, `+proto`, `+json`, …).
+pub(crate) fn is_grpc(request: &pingora::http::RequestHeader) -> bool {
+    request.headers.get(http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|value| {
+        let value = value.trim_start().to_ascii_lowercase();
+        value == "application/grpc" || value.starts_with("application/grpc+") || value.starts_with("application/grpc;")
+    })
+}
+
+/// The gRPC status for an HTTP answer (gRPC's status codes, chosen so a
+/// client library reports the same thing the JSON would say).
+pub(crate) fn grpc_status(status: u16) -> u8 {
+    match status {
+        401 => 16,                              // UNAUTHENTICATED
+        403 => 7,                               // PERMISSION_DENIED
+        429 => 8,                               // RESOURCE_EXHAUSTED
+        400 | 405 | 411 | 413 | 414 | 431 => 3, // INVALID_ARGUMENT
+        404 => 12,                              // UNIMPLEMENTED
+        502..=504 => 14,                        // UNAVAILABLE
+        _ => 13,                                // INTERNAL
+    }
+}
+
+/// A gRPC "trailers-only" answer: HTTP 200 and one header block that ends
+/// the stream, with `grpc-status`, `grpc-message` (the same description as
+/// the JSON body, percent-encoded as gRPC requires), and the challenge and
+/// retry hint kept.
+async fn send_grpc(session: &mut Session, rejection: &Rejection) -> pingora::Result<()> {
+    let mut header = ResponseHeader::build(200, Some(8))?;
+    header.insert_header("content-type", "application/grpc")?;
+    header.insert_header("grpc-status", grpc_status(rejection.status).to_string())?;
+    header.insert_header("grpc-message", grpc_message(&rejection.description))?;
+    if let Some(challenge) = &rejection.www_authenticate {
+        header.insert_header("www-authenticate", challenge.as_str())?;
+    }
+    if let Some(seconds) = rejection.retry_after {
+        header.insert_header("retry-after", seconds.to_string())?;
+    }
+    for (name, value) in &rejection.headers {
+        header.append_header(*name, value.as_str())?;
+    }
+    if !session.downstream_session.is_http2() {
+        // Not real gRPC (that needs HTTP/2), but a well-framed answer.
+        header.insert_header("content-length", "0")?;
+    }
+    if rejection.close {
+        session.set_keepalive(None);
+    }
+    // One header block that ends the stream: Pingora's proxy session would
+    // follow a header with an empty DATA frame, which gRPC clients read as
+    // a broken stream.
+    let task = HttpTask::Header(Box::new(header), true);
+    session.downstream_session.response_duplex_vec(vec![task]).await.map(|_| ())
+}
+
+/// gRPC's percent-encoding of `grpc-message`: everything outside printable
+/// ASCII, and `%`, as `%XX` of its UTF-8 bytes.
+fn grpc_message(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for byte in text.bytes() {
+        if (0x20..0x7f).contains(&byte) && byte != b'%' {
+            out.push(byte as char);
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grpc_requests_are_recognised_by_content_type() {
+        let request = |value: &str| {
+            let mut request = pingora::http::RequestHeader::build("POST", b"/pkg.Svc/Call", None).expect("request");
+            request.insert_header("content-type", value.to_owned()).expect("header");
+            request
+        };
+        for yes in ["application/grpc", "application/grpc+proto", "Application/GRPC+json", "application/grpc; x=1"] {
+            assert!(is_grpc(&request(yes)), "{yes}");
+        }
+        for no in ["application/json", "application/grpc-web", "application/grpcx", "text/plain"] {
+            assert!(!is_grpc(&request(no)), "{no}");
+        }
+    }
+
+    #[test]
+    fn statuses_and_messages_map_to_grpc() {
+        assert_eq!([401, 403, 429, 503, 502, 400, 500].map(grpc_status), [16, 7, 8, 14, 14, 3, 13]);
+        assert_eq!(grpc_message("the token's 100% bad: é"), "the token's 100%25 bad: %C3%A9");
+    }
 }

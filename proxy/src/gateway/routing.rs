@@ -55,12 +55,30 @@ pub(crate) fn route_request_as(request: &RequestHeader, method: &str, runtime: &
     Ok(Routed { route, forwarded_target, path })
 }
 
-/// The host the request is for: the Host header (Pingora has already
-/// refused an absolute-form target whose authority disagrees with it).
+/// The host the request is for: the Host header, or HTTP/2's `:authority`
+/// (the request target's authority) when there is no Host header. When
+/// both are present they must name the same host (RFC 9113 8.3.1): a route
+/// limited to one host must not be reached by naming another in the
+/// header the router does not read.
 pub(super) fn request_host(request: &RequestHeader) -> Result<Option<Cow<'_, str>>, &'static str> {
-    let Some(value) = request.headers.get(HOST) else { return Ok(None) };
-    let raw = value.to_str().map_err(|_| "invalid Host header")?;
-    normalize_host(raw).map(Some).map_err(|_| "invalid Host header")
+    let header = match request.headers.get(HOST) {
+        Some(value) => Some(value.to_str().map_err(|_| "invalid Host header")?),
+        None => None,
+    };
+    let authority = request.uri.authority().map(|a| a.as_str());
+    match (header, authority) {
+        (Some(raw), Some(authority)) => {
+            let host = normalize_host(raw).map_err(|_| "invalid Host header")?;
+            let named = normalize_host(authority).map_err(|_| "invalid request authority")?;
+            if host != named {
+                return Err("the Host header and the request's authority disagree");
+            }
+            Ok(Some(host))
+        }
+        (Some(raw), None) => normalize_host(raw).map(Some).map_err(|_| "invalid Host header"),
+        (None, Some(authority)) => normalize_host(authority).map(Some).map_err(|_| "invalid request authority"),
+        (None, None) => Ok(None),
+    }
 }
 
 /// The request target for the upstream: the canonical path, and the query
@@ -82,6 +100,28 @@ fn forwarded_target(path: &str, query: Option<&str>, token_parameter: Option<&st
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_host_is_the_header_or_the_authority_and_they_must_agree() {
+        let request = |target: &str, host: Option<&str>| {
+            let mut request = RequestHeader::build("GET", b"/", None).expect("request");
+            request.set_uri(target.parse::<http::Uri>().expect("uri"));
+            if let Some(host) = host {
+                request.insert_header("host", host.to_owned()).expect("header");
+            }
+            request
+        };
+        let host = |r: &RequestHeader| request_host(r).map(|h| h.map(|h| h.into_owned()));
+        assert_eq!(host(&request("/a", Some("API.example.com"))), Ok(Some("api.example.com".into())));
+        // HTTP/2 without a Host header: `:authority`.
+        assert_eq!(host(&request("https://api.example.com/a", None)), Ok(Some("api.example.com".into())));
+        assert_eq!(
+            host(&request("https://api.example.com/a", Some("api.example.com"))),
+            Ok(Some("api.example.com".into()))
+        );
+        assert!(host(&request("https://admin.example.com/a", Some("api.example.com"))).is_err());
+        assert_eq!(host(&request("/a", None)), Ok(None));
+    }
 
     #[test]
     fn the_token_parameter_never_reaches_the_upstream() {

@@ -31,6 +31,10 @@ pub(super) fn peer(target: &UpstreamTarget) -> Box<HttpPeer> {
     peer.options.read_timeout = Some(upstream.read_timeout);
     peer.options.write_timeout = Some(upstream.read_timeout);
     peer.options.idle_timeout = Some(UPSTREAM_IDLE_TIMEOUT);
+    if upstream.http2 {
+        // HTTP/2 only: ALPN h2 over TLS, prior knowledge (h2c) in clear.
+        peer.options.set_http_version(2, 2);
+    }
     Box::new(peer)
 }
 
