@@ -39,7 +39,8 @@ need chromium chromium "the CORS browser test needs it"
 need chromedriver chromium-driver "the browser sign-in test needs it"
 need redis-server redis-server "the replica tests run private Redis servers"
 need redis-cli redis-tools "the replica tests create a Redis Cluster"
-need curl curl "the HTTP/2 test sends h2c with curl"
+need curl curl "the HTTP/2 and TLS tests run curl"
+need openssl openssl "the TLS tests make certificates and handshakes with it"
 # The gRPC tests run a real gRPC client and server: grpcio from PyPI.
 if ! python3 -c 'import grpc' 2>/dev/null; then
   python3 -m pip install --quiet grpcio 2>/dev/null || python3 -m pip install --quiet --break-system-packages grpcio

@@ -16,7 +16,7 @@ use crate::runtime::configured_credentials;
 /// Validate a configuration. Prints every problem as `FILE:LINE:COL:
 /// message` and returns the process exit code: 0 valid, 1 not.
 pub fn check(path: &Path, out: &mut impl std::io::Write) -> std::io::Result<i32> {
-    match config::load(path, Mode::Check) {
+    match config::load(path, Mode::Check).and_then(with_certificates) {
         Ok(Loaded { config, warnings }) => {
             for warning in &warnings {
                 writeln!(out, "{warning}")?;
@@ -47,6 +47,24 @@ pub fn check(path: &Path, out: &mut impl std::io::Write) -> std::io::Result<i32>
             Ok(1)
         }
     }
+}
+
+/// The certificates of `tls:` parsed as the listener will: a key that is
+/// not its certificate's, an expired or unreadable certificate are errors,
+/// one expiring within 14 days a warning.
+fn with_certificates(mut loaded: Loaded) -> Result<Loaded, config::LoadError> {
+    let Some(tls) = &loaded.config.tls else { return Ok(loaded) };
+    let findings = crate::tls::inspect(tls);
+    let diagnostic = |(position, severity, message)| config::Diagnostic { severity, position, message };
+    let (errors, warnings): (Vec<_>, Vec<_>) =
+        findings.into_iter().map(diagnostic).partition(|d| d.severity == Severity::Error);
+    loaded.warnings.extend(warnings);
+    if errors.is_empty() {
+        return Ok(loaded);
+    }
+    let mut diagnostics = errors;
+    diagnostics.append(&mut loaded.warnings);
+    Err(config::LoadError { diagnostics })
 }
 
 /// What `explain` is asked about.

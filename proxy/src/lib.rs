@@ -29,6 +29,7 @@ mod session;
 mod store;
 #[cfg(test)]
 mod test_support;
+mod tls;
 
 // What the binary runs.
 pub use commands::{check, explain, Question};

@@ -239,6 +239,10 @@ fn warn_restart_only_changes(old: &config::Config, new: &config::Config) {
     let changed = [
         ("listen", old.listen != new.listen),
         ("h2c", old.h2c != new.h2c),
+        (
+            "tls.redirect_listen",
+            old.tls.as_ref().map(|t| t.redirect_listen) != new.tls.as_ref().map(|t| t.redirect_listen),
+        ),
         ("admin_listen", old.admin_listen != new.admin_listen),
         ("threads", old.threads != new.threads),
         ("log_format", old.log.format != new.log.format),

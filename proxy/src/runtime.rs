@@ -30,6 +30,7 @@ use crate::ratelimit::{LimitCounters, Limiter};
 use crate::session::{Refreshes, Sessions};
 use crate::store::revocations::RevocationBook;
 use crate::store::RedisStore;
+use crate::tls::Certificates;
 
 /// Where one upstream is, resolved when the configuration is applied (DNS
 /// is never on the request path; a reload re-resolves).
@@ -80,6 +81,9 @@ pub(crate) struct Shared {
     pub(crate) redis: Option<Arc<RedisStore>>,
     /// Session refreshes in flight: one per session across reloads.
     pub(crate) refreshes: Arc<Refreshes>,
+    /// The certificates `listen` serves, when it was started with TLS;
+    /// each configuration applied replaces them.
+    pub(crate) certificates: Option<Arc<Certificates>>,
 }
 
 impl Shared {
@@ -91,7 +95,7 @@ impl Shared {
     ) -> Shared {
         let revocations = Revocations::new();
         let revocation_book = RevocationBook::new(Arc::clone(&revocations), revocation, Arc::clone(&metrics));
-        Shared { metrics, idp, revocations, revocation_book, redis, refreshes: Refreshes::new() }
+        Shared { metrics, idp, revocations, revocation_book, redis, refreshes: Refreshes::new(), certificates: None }
     }
 }
 
@@ -142,6 +146,14 @@ impl Runtime {
             }
             None => None,
         };
+        // Last: everything else of this configuration is valid, so the new
+        // certificates go into force only with it.
+        match (&config.tls, &shared.certificates) {
+            (Some(tls), Some(certificates)) => certificates.replace(tls).map_err(|e| anyhow::anyhow!(e))?,
+            (Some(_), None) => tracing::warn!("'tls' was added; it takes effect at the next restart"),
+            (None, Some(_)) => tracing::warn!("'tls' was removed; the listener keeps TLS until a restart"),
+            (None, None) => {}
+        }
         Ok(Runtime {
             sessions,
             generation: GENERATION.fetch_add(1, Ordering::Relaxed) + 1,

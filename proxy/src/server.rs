@@ -24,6 +24,7 @@ use crate::metrics::Metrics;
 use crate::reload::Reloader;
 use crate::runtime::{Current, Runtime, Shared};
 use crate::store::RedisStore;
+use crate::tls::Certificates;
 
 /// How often idle rate-limit keys are pruned and gauges refreshed.
 const HOUSEKEEPING_INTERVAL: Duration = Duration::from_secs(30);
@@ -67,12 +68,17 @@ pub fn serve(launch: Launch) -> anyhow::Result<()> {
         .clone()
         .zip(redis_runtime.as_ref())
         .map(|(settings, runtime)| RedisStore::start(settings, runtime.handle().clone(), Arc::clone(&metrics)));
-    let shared = Arc::new(Shared::new(
+    let mut shared = Shared::new(
         Arc::clone(&metrics),
         Arc::new(IdpClient::new(idp_runtime.handle().clone())?),
         redis.clone(),
         config.revocation.clone(),
-    ));
+    );
+    let tls = config.tls.clone();
+    if let Some(settings) = &tls {
+        shared.certificates = Some(Certificates::load(settings).map_err(|e| anyhow::anyhow!("tls: {e}"))?);
+    }
+    let shared = Arc::new(shared);
     if let Some(store) = &redis {
         store.handle().spawn(crate::store::revocations::follow(Arc::clone(store), Arc::clone(&shared.revocation_book)));
     }
@@ -83,6 +89,9 @@ pub fn serve(launch: Launch) -> anyhow::Result<()> {
     // address is taken, leaving a process that runs but never listens.
     // Trying the addresses first turns the common case into a clear exit.
     ensure_can_listen("listen", listen)?;
+    if let Some(redirect) = tls.as_ref().and_then(|t| t.redirect_listen) {
+        ensure_can_listen("tls.redirect_listen", redirect)?;
+    }
     if let Some(admin) = admin_listen {
         ensure_can_listen("admin_listen", admin)?;
     }
@@ -115,7 +124,22 @@ pub fn serve(launch: Launch) -> anyhow::Result<()> {
     let in_flight = Arc::new(AtomicUsize::new(0));
     let gateway = Gateway::new(Arc::clone(&current), Arc::clone(&in_flight));
     let mut proxy = pingora::proxy::http_proxy_service_with_name(&server.configuration, gateway, "portcullis");
-    proxy.add_tcp(&listen.to_string());
+    match (&tls, &shared.certificates) {
+        (Some(settings), Some(certificates)) => {
+            let _ = settings;
+            let tls_settings =
+                crate::tls::listener_settings(Arc::clone(certificates)).map_err(|e| anyhow::anyhow!("tls: {e}"))?;
+            proxy.add_tls_with_settings(&listen.to_string(), None, tls_settings);
+        }
+        _ => proxy.add_tcp(&listen.to_string()),
+    }
+    if let Some(redirect) = tls.as_ref().and_then(|t| t.redirect_listen) {
+        let app = crate::tls::RedirectToHttps { https_port: listen.port() };
+        let mut service = ListeningService::new("portcullis https redirect".to_owned(), app);
+        service.add_tcp(&redirect.to_string());
+        service.threads = Some(1);
+        server.add_service(service);
+    }
     if let Some(app) = proxy.app_logic_mut() {
         // h2c: a connection that opens with the HTTP/2 preface is HTTP/2,
         // any other HTTP/1.1, so one port serves both.

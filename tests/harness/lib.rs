@@ -7,6 +7,7 @@
 //!   `chromedriver`, for sign-in flows a real browser must click through.
 //! - [`signin`]: an HTTP-only browser (cookie jar, redirects, the IdP's
 //!   sign-in form) for sign-in flows that do not need Chromium.
+//! - [`certs`]: a CA and certificates made with `openssl` at test time.
 //! - [`client`]: a raw HTTP/1.1 client that sends exactly the bytes a test
 //!   writes (no URL normalisation), for path and header attacks.
 //! - [`servers`]: a recording echo upstream and a JWKS/discovery server whose
@@ -22,6 +23,7 @@
 #![forbid(unsafe_code)]
 
 pub mod browser;
+pub mod certs;
 pub mod client;
 pub mod config;
 pub mod fixtures;

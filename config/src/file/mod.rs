@@ -14,8 +14,10 @@ use serde_saphyr::Spanned;
 
 mod replicas;
 mod sessions;
+mod tls;
 pub(crate) use replicas::{RedisFile, RevocationFile};
 pub(crate) use sessions::{PrivateKeyJwtFile, SessionCookieFile, SessionsFile};
+pub(crate) use tls::TlsFile;
 
 pub(crate) type Text = Spanned<String>;
 
@@ -26,6 +28,8 @@ pub(crate) struct ConfigFile {
     pub listen: Option<Text>,
     /// Also accept HTTP/2 with prior knowledge (h2c) on `listen`.
     pub h2c: Option<Spanned<bool>>,
+    /// `listen` serves HTTPS with these certificates.
+    pub tls: Option<Spanned<TlsFile>>,
     pub admin_listen: Option<Text>,
     pub realm: Option<Text>,
     pub trusted_proxies: Option<Vec<Text>>,

@@ -17,9 +17,11 @@ use crate::diag::Position;
 mod issuer;
 mod sessions;
 mod shared;
+mod tls;
 pub use issuer::*;
 pub use sessions::*;
 pub use shared::*;
+pub use tls::*;
 
 /// A whole, valid configuration.
 #[derive(Debug, Clone)]
@@ -28,6 +30,8 @@ pub struct Config {
     /// HTTP/2 with prior knowledge (h2c) accepted on `listen`, besides
     /// HTTP/1.1 (told apart by the connection preface).
     pub h2c: bool,
+    /// TLS on `listen`, when configured.
+    pub tls: Option<TlsSettings>,
     pub admin_listen: Option<SocketAddr>,
     pub realm: String,
     /// Peers whose `X-Forwarded-For` is believed.

@@ -14,6 +14,7 @@ use super::cors::cors;
 use super::limits::{rate_limits, token_cache, tokens};
 use super::redis::revocation;
 use super::sessions::SessionContext;
+use super::tls::tls;
 use super::values::{cidr, claim_path, is_name, is_quotable, is_token_byte, one_of, positive_duration};
 use super::values::{duration, socket_addr, upstream_url};
 use super::{resolve, Names, Validator};
@@ -100,6 +101,7 @@ impl Validator<'_> {
             base: &base,
         };
         let sessions = self.sessions(file.sessions.as_ref(), &context, r);
+        let (tls, tls_files) = tls(file.tls.as_ref(), &base, r).unzip();
         let names = Names {
             api_keys: api_keys.is_some(),
             sessions: file.sessions.is_some(),
@@ -111,6 +113,7 @@ impl Validator<'_> {
         let config = Config {
             listen: settings.listen,
             h2c: file.h2c.as_ref().is_some_and(|flag| flag.value),
+            tls,
             admin_listen: settings.admin_listen,
             realm: settings.realm,
             trusted_proxies: settings.trusted_proxies,
@@ -126,7 +129,9 @@ impl Validator<'_> {
             routes: Vec::new(),
             route_origins: Vec::new(),
             condition_claims: Vec::new(),
-            sources: vec![r.file.to_path_buf()],
+            // Certificate and key files are watched like policy files: a
+            // renewal is applied by a reload.
+            sources: std::iter::once(r.file.to_path_buf()).chain(tls_files.into_iter().flatten()).collect(),
             policy_globs: Vec::new(),
             api_keys,
             route_credentials: Vec::new(),

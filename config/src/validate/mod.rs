@@ -16,6 +16,7 @@ mod main_file;
 mod redis;
 mod routes;
 mod sessions;
+mod tls;
 mod values;
 
 use std::collections::HashMap;

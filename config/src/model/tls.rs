@@ -1,0 +1,36 @@
+//! TLS termination on `listen`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use crate::diag::Position;
+
+/// `tls:`: the certificates `listen` serves, and how.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsSettings {
+    /// Served when no named certificate matches the client's SNI (or it
+    /// sends none).
+    pub default: CertificateFiles,
+    /// Chosen by SNI, first match in file order.
+    pub named: Vec<NamedCertificate>,
+    /// A plain-HTTP listener answering every request with a redirect to
+    /// HTTPS.
+    pub redirect_listen: Option<SocketAddr>,
+}
+
+/// A certificate chain and its key, as files (read when the configuration
+/// is applied, and again whenever they change).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertificateFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    /// Where the entry is, for `check`.
+    pub position: Position,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NamedCertificate {
+    pub files: CertificateFiles,
+    /// Lower-case host names; `*.example.com` matches one label.
+    pub names: Vec<String>,
+}

@@ -1,0 +1,75 @@
+//! `tls:`: which files, for which names. The files are only checked to be
+//! readable here; whether a key matches its certificate and when the
+//! certificate expires is checked by the proxy, which parses them (and by
+//! `portcullis check` through it).
+
+use std::path::Path;
+
+use serde_saphyr::{Location, Spanned};
+
+use super::values::socket_addr;
+use crate::diag::{Position, Reporter};
+use crate::file::{Text, TlsFile};
+use crate::model::{CertificateFiles, NamedCertificate, TlsSettings};
+
+/// The `tls:` section and the files it names (they join the sources a
+/// reload watches); `None` when absent or invalid (reported).
+pub(super) fn tls(
+    file: Option<&Spanned<TlsFile>>,
+    base: &Path,
+    r: &mut Reporter<'_>,
+) -> Option<(TlsSettings, Vec<std::path::PathBuf>)> {
+    let section = file?;
+    let t = &section.value;
+    let errors_before = super::count_errors(r);
+    let mut sources = Vec::new();
+    let mut files = |cert: &Text, key: &Text, at: Location, r: &mut Reporter<'_>| {
+        let cert_path = readable(cert, base, "certificate", r);
+        let key_path = readable(key, base, "key", r);
+        sources.extend(cert_path.iter().chain(key_path.iter()).cloned());
+        Some(CertificateFiles { cert: cert_path?, key: key_path?, position: Position::new(r.file, at) })
+    };
+    let default = files(&t.cert, &t.key, section.referenced, r);
+    let mut named = Vec::new();
+    for entry in t.certificates.iter().flatten() {
+        let e = &entry.value;
+        if e.names.is_empty() {
+            r.error(entry, "a named certificate needs names: [host, ...]");
+        }
+        let mut names = Vec::new();
+        for name in &e.names {
+            let lower = name.value.to_ascii_lowercase();
+            let bare = lower.strip_prefix("*.").unwrap_or(&lower);
+            let valid = !bare.is_empty()
+                && bare.split('.').all(|l| !l.is_empty() && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'));
+            if valid {
+                names.push(lower);
+            } else {
+                r.error(name, format!("'{}' is not a host name (or *.domain)", name.value));
+            }
+        }
+        if let Some(files) = files(&e.cert, &e.key, entry.referenced, r) {
+            named.push(NamedCertificate { files, names });
+        }
+    }
+    let redirect_listen = t.redirect_listen.as_ref().and_then(|text| socket_addr(text, r));
+    if super::count_errors(r) > errors_before {
+        return None;
+    }
+    Some((TlsSettings { default: default?, named, redirect_listen }, sources))
+}
+
+fn readable(text: &Text, base: &Path, what: &str, r: &mut Reporter<'_>) -> Option<std::path::PathBuf> {
+    let path = base.join(&text.value);
+    match std::fs::read(&path) {
+        Ok(bytes) if !bytes.is_empty() => Some(path),
+        Ok(_) => {
+            r.error(text, format!("the {what} file {} is empty", path.display()));
+            None
+        }
+        Err(e) => {
+            r.error(text, format!("cannot read the {what} file {}: {e}", path.display()));
+            None
+        }
+    }
+}
