@@ -11,6 +11,7 @@
 #![forbid(unsafe_code)]
 
 mod admin;
+mod assertion;
 mod auth;
 mod commands;
 mod demo;

@@ -20,6 +20,7 @@ use policy::cors::CorsPolicy;
 use policy::RouteTable;
 use prometheus::IntCounter;
 
+use crate::assertion::AssertionSigner;
 use crate::auth::cache::TokenCache;
 use crate::auth::Revocations;
 use crate::auth::{AuthSettings, Authenticator, Challenges, IssuerState};
@@ -67,6 +68,8 @@ pub(crate) struct Runtime {
     revocation_book: Arc<RevocationBook>,
     /// Browser sign-in, when `sessions:` is configured.
     sessions: Option<Sessions>,
+    /// Signs `upstream_assertion`s, when configured.
+    assertion: Option<AssertionSigner>,
 }
 
 /// What runtimes are built with and share.
@@ -154,7 +157,9 @@ impl Runtime {
             (None, Some(_)) => tracing::warn!("'tls' was removed; the listener keeps TLS until a restart"),
             (None, None) => {}
         }
+        let assertion = config.upstream_assertion.as_ref().map(AssertionSigner::new).transpose()?;
         Ok(Runtime {
+            assertion,
             sessions,
             generation: GENERATION.fetch_add(1, Ordering::Relaxed) + 1,
             route_metrics,
@@ -238,6 +243,11 @@ impl Runtime {
     /// Browser sign-in, when configured.
     pub(crate) fn sessions(&self) -> Option<&Sessions> {
         self.sessions.as_ref()
+    }
+
+    /// The upstream assertion's signer, when configured.
+    pub(crate) fn assertion(&self) -> Option<&AssertionSigner> {
+        self.assertion.as_ref()
     }
 
     /// Whether a browser navigation without a session is sent to sign in.

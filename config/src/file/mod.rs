@@ -12,9 +12,11 @@ use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
 use serde_saphyr::Spanned;
 
+mod assertion;
 mod replicas;
 mod sessions;
 mod tls;
+pub(crate) use assertion::AssertionFile;
 pub(crate) use replicas::{RedisFile, RevocationFile};
 pub(crate) use sessions::{PrivateKeyJwtFile, SessionCookieFile, SessionsFile};
 pub(crate) use tls::TlsFile;
@@ -56,6 +58,8 @@ pub(crate) struct ConfigFile {
     pub admin_token_env: Option<Text>,
     /// Browser sign-in (OpenID Connect code flow) and its session cookie.
     pub sessions: Option<Spanned<SessionsFile>>,
+    /// A signed assertion of each authorised request, for upstreams.
+    pub upstream_assertion: Option<Spanned<AssertionFile>>,
     pub routes: Option<Vec<Spanned<RouteFile>>>,
 }
 

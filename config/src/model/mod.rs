@@ -14,10 +14,12 @@ use policy::RouteSpec;
 
 use crate::diag::Position;
 
+mod assertion;
 mod issuer;
 mod sessions;
 mod shared;
 mod tls;
+pub use assertion::*;
 pub use issuer::*;
 pub use sessions::*;
 pub use shared::*;
@@ -32,6 +34,8 @@ pub struct Config {
     pub h2c: bool,
     /// TLS on `listen`, when configured.
     pub tls: Option<TlsSettings>,
+    /// The signed identity assertion towards upstreams, when configured.
+    pub upstream_assertion: Option<AssertionSettings>,
     pub admin_listen: Option<SocketAddr>,
     pub realm: String,
     /// Peers whose `X-Forwarded-For` is believed.

@@ -10,6 +10,7 @@ use ipnet::IpNet;
 use serde_saphyr::Spanned;
 
 use super::api_keys::api_keys;
+use super::assertion::assertion;
 use super::cors::cors;
 use super::limits::{rate_limits, token_cache, tokens};
 use super::redis::revocation;
@@ -114,6 +115,7 @@ impl Validator<'_> {
             listen: settings.listen,
             h2c: file.h2c.as_ref().is_some_and(|flag| flag.value),
             tls,
+            upstream_assertion: assertion(file.upstream_assertion.as_ref(), &base, r),
             admin_listen: settings.admin_listen,
             realm: settings.realm,
             trusted_proxies: settings.trusted_proxies,

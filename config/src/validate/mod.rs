@@ -8,6 +8,7 @@
 //! sections share, and the warnings that need the whole configuration.
 
 mod api_keys;
+mod assertion;
 mod claims;
 mod cors;
 mod issuers;

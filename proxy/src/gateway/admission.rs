@@ -21,6 +21,8 @@ pub(crate) enum Admitted {
     /// A CORS preflight the route's policy allows: answered here, never
     /// forwarded.
     Preflight(PreflightAnswer),
+    /// A document the proxy publishes itself (the assertion JWKS).
+    Document(bytes::Bytes),
 }
 
 /// Decide the request: forward it (with its outcome), answer a CORS
@@ -29,6 +31,14 @@ pub(crate) enum Admitted {
 pub(crate) async fn admit(session: &mut Session, runtime: &Runtime, ctx: &mut RequestCtx) -> Result<Admitted, Denied> {
     ctx.client_ip = client::client_ip(session, runtime.trusted_proxies());
     hygiene::check_headers(session.req_header())?;
+    // The keys upstreams verify assertions with, for anyone to fetch.
+    if let Some(signer) = runtime.assertion() {
+        let request = session.req_header();
+        let read = matches!(request.method, http::Method::GET | http::Method::HEAD);
+        if read && request.uri.path() == signer.jwks_path() {
+            return Ok(Admitted::Document(signer.jwks().clone()));
+        }
+    }
     // The proxy's own sign-in paths, before any route is looked at.
     if let Some(answer) = sessions::own_path(session.req_header(), runtime).await {
         return Err(answer);

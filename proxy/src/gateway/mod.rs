@@ -76,6 +76,12 @@ impl ProxyHttp for Gateway {
                 ctx.outcome = outcome;
                 Ok(false)
             }
+            Ok(Admitted::Document(body)) => {
+                ctx.outcome = Outcome::Public;
+                ctx.local_status = Some(200);
+                respond::send_document(session, body).await?;
+                Ok(true)
+            }
             Ok(Admitted::Preflight(answer)) => {
                 ctx.outcome = Outcome::Preflight;
                 ctx.local_status = Some(204);

@@ -98,6 +98,22 @@ pub(crate) async fn send(session: &mut Session, rejection: &Rejection) -> pingor
     Ok(())
 }
 
+/// A JSON document the proxy publishes (the assertion JWKS): 200,
+/// cacheable for five minutes (a key roll-over publishes the new key well
+/// before it signs).
+pub(crate) async fn send_document(session: &mut Session, body: Bytes) -> pingora::Result<()> {
+    let mut header = ResponseHeader::build(200, Some(4))?;
+    header.insert_header("content-type", "application/json")?;
+    header.insert_header("content-length", body.len().to_string())?;
+    header.insert_header("cache-control", "public, max-age=300")?;
+    let head_only = session.req_header().method == http::Method::HEAD;
+    session.write_response_header(Box::new(header), head_only).await?;
+    if !head_only {
+        session.write_response_body(Some(body), true).await?;
+    }
+    Ok(())
+}
+
 /// A gRPC request (`content-type: application/grpc`, `+proto`, `+json`, …).
 pub(crate) fn is_grpc(request: &pingora::http::RequestHeader) -> bool {
     request.headers.get(http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|value| {

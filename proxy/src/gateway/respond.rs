@@ -17,7 +17,7 @@ use crate::labels::Outcome;
 use crate::session::{Redirect, SignInError};
 use config::CredentialKinds;
 
-pub(crate) use super::rejection::{send, Rejection};
+pub(crate) use super::rejection::{send, send_document, Rejection};
 
 /// A refused request: what happened (for metrics and the access log) and
 /// the answer, decided together so they cannot disagree.

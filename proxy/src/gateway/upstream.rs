@@ -64,12 +64,37 @@ pub(super) fn rewrite(
             .map_err(|e| pingora::Error::because(pingora::ErrorType::InternalError, "canonical request target", e))?;
         request.set_uri(uri);
     }
+    assert_identity(request, runtime, ctx)?;
 
     let upstream = ctx.route.and_then(|route| runtime.upstream_of(route));
     if let Some((seen, upstream)) = seen.zip(upstream) {
         forwarding::set(request, &upstream.config.forwarded_headers, seen)?;
     }
     Ok(())
+}
+
+/// The signed assertion (`upstream_assertion`): a client-sent one never
+/// passes; an authenticated request gets one for exactly the method and
+/// path the upstream receives (after normalisation and overrides).
+fn assert_identity(request: &mut RequestHeader, runtime: &Runtime, ctx: &RequestCtx) -> Result<()> {
+    let Some(signer) = runtime.assertion() else { return Ok(()) };
+    request.remove_header(signer.header_name());
+    let (Some(identity), Some(upstream)) = (&ctx.identity, ctx.route.and_then(|route| runtime.upstream_of(route)))
+    else {
+        return Ok(());
+    };
+    let assertion = crate::assertion::Assertion {
+        identity,
+        upstream: &upstream.config.name,
+        method: request.method.as_str(),
+        path: request.uri.path(),
+    };
+    match signer.sign(&assertion) {
+        Some(jwt) => request.insert_header(signer.header_name().clone(), jwt),
+        // Fail closed: an upstream that relies on the assertion must not
+        // get a request without one.
+        None => pingora::Error::e_explain(pingora::ErrorType::InternalError, "could not sign the upstream assertion"),
+    }
 }
 
 /// Remove the proxy's own cookies (the sealed session, sign-in cookies):

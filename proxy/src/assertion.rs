@@ -1,0 +1,134 @@
+//! The signed identity assertion (`upstream_assertion:`): for every
+//! request it forwards after authenticating it, portcullis adds a short JWT
+//! it signs itself (ES256 or EdDSA), saying who the caller is, with which
+//! scopes, for which upstream, and the method and path portcullis
+//! authorised. The public keys are served as a JWKS on `listen`, so an
+//! upstream can verify that a request went through portcullis and was
+//! authorised for exactly what it asks, however it reached the upstream.
+//! A roll-over publishes the next key before it signs and the previous one
+//! until its last assertion has expired.
+
+use std::time::Duration;
+
+use aws_lc_rs::digest;
+use aws_lc_rs::signature::{EcdsaKeyPair, Ed25519KeyPair, KeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use config::{AssertionAlg, AssertionKey, AssertionSettings};
+use jsonwebtoken::{EncodingKey, Header};
+
+use crate::auth::Identity;
+use crate::idp::unix_now;
+
+/// Signs assertions under one configuration.
+pub(crate) struct AssertionSigner {
+    issuer: String,
+    header_name: http::HeaderName,
+    lifetime: Duration,
+    jwks_path: String,
+    key: EncodingKey,
+    header: Header,
+    /// The JWKS document, rendered once.
+    jwks: bytes::Bytes,
+}
+
+/// What one assertion states.
+pub(crate) struct Assertion<'a> {
+    pub(crate) identity: &'a Identity,
+    pub(crate) upstream: &'a str,
+    pub(crate) method: &'a str,
+    pub(crate) path: &'a str,
+}
+
+impl AssertionSigner {
+    pub(crate) fn new(settings: &AssertionSettings) -> anyhow::Result<AssertionSigner> {
+        let (jwk, kid) = public_jwk(&settings.key)?;
+        let mut keys = vec![jwk];
+        for other in &settings.published {
+            keys.push(public_jwk(other)?.0);
+        }
+        let jwks = serde_json::json!({ "keys": keys }).to_string();
+        let (key, alg) = match settings.key.alg {
+            AssertionAlg::Es256 => {
+                (EncodingKey::from_ec_der(settings.key.pkcs8.expose()), jsonwebtoken::Algorithm::ES256)
+            }
+            AssertionAlg::EdDsa => {
+                (EncodingKey::from_ed_der(settings.key.pkcs8.expose()), jsonwebtoken::Algorithm::EdDSA)
+            }
+        };
+        let mut header = Header::new(alg);
+        header.kid = Some(kid);
+        header.typ = Some("JWT".to_owned());
+        Ok(AssertionSigner {
+            issuer: settings.issuer.clone(),
+            header_name: http::HeaderName::from_bytes(settings.header.as_bytes())?,
+            lifetime: settings.lifetime,
+            jwks_path: settings.jwks_path.clone(),
+            key,
+            header,
+            jwks: bytes::Bytes::from(jwks),
+        })
+    }
+
+    pub(crate) fn header_name(&self) -> &http::HeaderName {
+        &self.header_name
+    }
+
+    pub(crate) fn jwks_path(&self) -> &str {
+        &self.jwks_path
+    }
+
+    pub(crate) fn jwks(&self) -> &bytes::Bytes {
+        &self.jwks
+    }
+
+    /// The signed assertion for one request.
+    pub(crate) fn sign(&self, assertion: &Assertion<'_>) -> Option<String> {
+        let now = unix_now();
+        let mut jti = [0u8; 12];
+        aws_lc_rs::rand::fill(&mut jti).ok()?;
+        let scope: Vec<&str> = assertion.identity.scopes.iter().collect();
+        let claims = serde_json::json!({
+            "iss": self.issuer,
+            "sub": assertion.identity.subject.as_deref(),
+            "aud": assertion.upstream,
+            "iat": now,
+            "exp": now + self.lifetime.as_secs(),
+            "jti": URL_SAFE_NO_PAD.encode(jti),
+            "scope": scope.join(" "),
+            "method": assertion.method,
+            "path": assertion.path,
+        });
+        jsonwebtoken::encode(&self.header, &claims, &self.key).ok()
+    }
+}
+
+/// The public JWK of a key, and its RFC 7638 thumbprint (its `kid`).
+fn public_jwk(key: &AssertionKey) -> anyhow::Result<(serde_json::Value, String)> {
+    let unusable = || anyhow::anyhow!("upstream_assertion: {} is not a usable key", key.file.display());
+    let (canonical, mut jwk) = match key.alg {
+        AssertionAlg::Es256 => {
+            let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, key.pkcs8.expose())
+                .map_err(|_| unusable())?;
+            let point = pair.public_key().as_ref();
+            anyhow::ensure!(point.len() == 65, "upstream_assertion: unexpected P-256 point encoding");
+            let (x, y) = (URL_SAFE_NO_PAD.encode(&point[1..33]), URL_SAFE_NO_PAD.encode(&point[33..]));
+            // RFC 7638: the required members, in lexicographic order.
+            let canonical = format!(r#"{{"crv":"P-256","kty":"EC","x":"{x}","y":"{y}"}}"#);
+            (canonical, serde_json::json!({"kty": "EC", "crv": "P-256", "x": x, "y": y}))
+        }
+        AssertionAlg::EdDsa => {
+            let pair = Ed25519KeyPair::from_pkcs8_maybe_unchecked(key.pkcs8.expose()).map_err(|_| unusable())?;
+            let x = URL_SAFE_NO_PAD.encode(pair.public_key().as_ref());
+            let canonical = format!(r#"{{"crv":"Ed25519","kty":"OKP","x":"{x}"}}"#);
+            (canonical, serde_json::json!({"kty": "OKP", "crv": "Ed25519", "x": x}))
+        }
+    };
+    let kid = URL_SAFE_NO_PAD.encode(digest::digest(&digest::SHA256, canonical.as_bytes()));
+    if let Some(members) = jwk.as_object_mut() {
+        members.insert("kid".into(), kid.clone().into());
+        members.insert("alg".into(), key.alg.name().into());
+        members.insert("use".into(), "sig".into());
+    }
+    Ok((jwk, kid))
+}
