@@ -38,6 +38,9 @@ use crate::tls::Certificates;
 pub(crate) struct UpstreamTarget {
     pub(crate) config: Upstream,
     pub(crate) address: SocketAddr,
+    /// Its CA bundle and client certificate, read when the configuration
+    /// was applied.
+    pub(crate) tls: crate::tls::UpstreamCredentials,
     /// Response counters by status class.
     classes: [IntCounter; 5],
 }
@@ -313,7 +316,9 @@ fn resolve_upstreams(config: &Config, metrics: &Metrics) -> anyhow::Result<Vec<U
                 .next()
                 .with_context(|| format!("upstream '{}': {} has no address", upstream.name, upstream.address()))?;
             let classes = metrics.upstream_classes(&upstream.name);
-            Ok(UpstreamTarget { config: upstream.clone(), address, classes })
+            let tls = crate::tls::UpstreamCredentials::load(&upstream.upstream_tls)
+                .map_err(|e| anyhow::anyhow!("upstream '{}': {e}", upstream.name))?;
+            Ok(UpstreamTarget { config: upstream.clone(), address, tls, classes })
         })
         .collect()
 }

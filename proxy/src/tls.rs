@@ -166,6 +166,57 @@ pub(crate) fn inspect(settings: &config::TlsSettings) -> Vec<(config::Position, 
     out
 }
 
+/// What portcullis presents and trusts towards one `https://` upstream,
+/// parsed once, so no connection can fail on a bad file (Pingora would
+/// panic on a key it cannot read).
+#[derive(Default)]
+pub(crate) struct UpstreamCredentials {
+    pub(crate) ca: Option<Arc<pingora::protocols::tls::CaType>>,
+    pub(crate) client: Option<Arc<pingora::utils::tls::CertKey>>,
+}
+
+impl UpstreamCredentials {
+    pub(crate) fn load(settings: &config::UpstreamTls) -> Result<UpstreamCredentials, String> {
+        let ca = settings.ca_file.as_deref().map(load_ca).transpose()?;
+        let client = settings.client_certificate.as_ref().map(load_client).transpose()?;
+        Ok(UpstreamCredentials { ca, client })
+    }
+}
+
+fn load_ca(path: &Path) -> Result<Arc<pingora::protocols::tls::CaType>, String> {
+    use pingora::utils::tls::{parse_x509, WrappedX509};
+    let text = path_text(path);
+    let bytes = std::fs::read(path).map_err(|e| format!("{text}: {e}"))?;
+    let mut certificates = Vec::new();
+    for pem in x509_parser::pem::Pem::iter_from_buffer(&bytes) {
+        let pem = pem.map_err(|e| format!("{text}: not PEM: {e}"))?;
+        if pem.label != "CERTIFICATE" {
+            continue;
+        }
+        // Parsed here first: Pingora's parser panics on a bad one.
+        x509_parser::parse_x509_certificate(&pem.contents).map_err(|e| format!("{text}: bad certificate: {e}"))?;
+        certificates.push(WrappedX509::new(pem.contents, parse_x509));
+    }
+    if certificates.is_empty() {
+        return Err(format!("{text}: no PEM certificate"));
+    }
+    Ok(Arc::from(certificates.into_boxed_slice()))
+}
+
+fn load_client(files: &CertificateFiles) -> Result<Arc<pingora::utils::tls::CertKey>, String> {
+    // The same checks as a listener's pair: the key is the certificate's,
+    // the certificate is valid now.
+    load_pair(files)?;
+    let (cert, key) = (path_text(&files.cert), path_text(&files.key));
+    let pair = pingora::tls::load_certs_and_key_files(&cert, &key).map_err(|e| format!("{cert}: {e}"))?;
+    let Some((chain, private_key)) = pair else { return Err(format!("{cert}: no certificate or no key")) };
+    let key_der = private_key.secret_der().to_vec();
+    // What Pingora's connector does with it, checked once here.
+    pingora::tls::PrivateKeyDer::try_from(key_der.clone()).map_err(|e| format!("{key}: {e}"))?;
+    let chain: Vec<Vec<u8>> = chain.iter().map(|c| c.as_ref().to_vec()).collect();
+    Ok(Arc::new(pingora::utils::tls::CertKey::new(chain, key_der)))
+}
+
 /// The plain-HTTP listener of `tls.redirect_listen`: every request is
 /// sent to the same host and target over HTTPS (308 keeps the method and
 /// body), nothing is proxied.

@@ -10,9 +10,10 @@ Everything runs on loopback. Each proxy is pinned to core 0 with one worker
 thread; wrk and the fixed upstream (nginx) share core 1, and so does the
 private redis-server of the limit-redis scenario.
 
-Three scenarios measure portcullis features against portcullis's own
+Six scenarios measure portcullis features against portcullis's own
 one-token scenario in the same run (the other proxies have no equivalent and
-skip them): limit-local, limit-redis and revoked-list (see FEATURES).
+skip them): limit-local, limit-redis, revoked-list, session-cookie,
+upstream-assertion and tls (see FEATURES).
 """
 
 from __future__ import annotations
@@ -33,8 +34,12 @@ import socket
 import statistics
 import subprocess
 import sys
+import ssl
 import tempfile
+import threading
 import time
+import urllib.parse
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -45,6 +50,20 @@ AUDIENCE = "bench-api"
 KID = "bench-key-1"
 SCOPE = "bench:read"
 TOKEN_COUNT = 10_000
+
+# session-cookie: portcullis's OpenID Connect client and its sign-in cookie.
+CLIENT_ID = "bench-web"
+SESSION_COOKIE = "__Host-portcullis"
+CALLBACK = "/.portcullis/callback"
+NAVIGATION = {"Accept": "text/html,application/xhtml+xml", "Sec-Fetch-Mode": "navigate", "Sec-Fetch-Dest": "document"}
+# upstream-assertion: the assertions' issuer, and a path whose answer (from
+# the upstream nginx) is the assertion header it received.
+ASSERTION_ISSUER = "https://portcullis.bench.example"
+ASSERTION_PATH = "/api/bench-assertion"
+# A session is renewed (re-sealed, Set-Cookie) on a request this long after
+# its last renewal; wrk cannot take a renewed cookie, so every warm-up and
+# measurement of session-cookie gets a fresh sign-in and must end sooner.
+SESSION_RENEW_S = 60
 
 PROXY_CORE = "0"
 LOAD_CORE = "1"
@@ -65,6 +84,17 @@ SCENARIOS = [
     # other tokens (the denylist is process-wide: one-token must not see it).
     ("revoked-list", "one valid token while the denylist holds 1,000 revocations of other tokens",
      "/api/hello", "single"),
+    # A browser session instead of the bearer token: the same token, as the
+    # session's access token, sealed (AES-256-GCM) in the session cookie of
+    # a route with browser_login: true (the first process; the sessions
+    # section changes nothing for the other routes).
+    ("session-cookie", "a signed-in browser: the session cookie of a browser_login route (its access token: the one token)",
+     "/app/hello", "cookie"),
+    # upstream_assertion and tls apply to every route: like revoked-list,
+    # each runs on its own process, configured as the first plus that section.
+    ("upstream-assertion", "one valid token, every forwarded request signed for the upstream (ES256 assertion)",
+     "/api/hello", "single"),
+    ("tls", "one valid token over HTTPS (TLS 1.3, keep-alive)", "/api/hello", "single"),
     ("10k-tokens", "10,000 distinct valid tokens rotating", "/api/hello", "rotate"),
     ("bad-signature", "invalid-signature flood (every token distinct, never repeated)", "/api/hello", "forge"),
     # The floor of answering locally: what an authenticating proxy's 401
@@ -74,7 +104,11 @@ SCENARIOS = [
 PROTECTED = ["one-token", "10k-tokens", "bad-signature", "no-token"]
 REJECTED = {"bad-signature", "no-token"}
 # portcullis only; reported against BASELINE in the "Feature cost" table.
-FEATURES = ["limit-local", "limit-redis", "revoked-list"]
+FEATURES = ["limit-local", "limit-redis", "revoked-list", "session-cookie", "upstream-assertion", "tls"]
+# The feature scenarios measured on a second portcullis process of their own
+# (the first process serves one-token and the others).
+INSTANCE = {"revoked-list": "portcullis-revoked", "upstream-assertion": "portcullis-assertion",
+            "tls": "portcullis-tls"}
 BASELINE = "one-token"
 REVOCATIONS = 1_000
 # What the issue allows the revocation check on the cached-token path.
@@ -250,7 +284,8 @@ def make_tokens(work: Path) -> dict:
     }
     log(f"    {TOKEN_COUNT + len(checks)} RS256 tokens signed in {time.monotonic() - started:.1f}s ({signer.backend}); "
         f"{len(single)} characters each")
-    return {"single": single, "valid": valid, "checks": checks, "backend": signer.backend, "length": len(single)}
+    return {"single": single, "valid": valid, "checks": checks, "backend": signer.backend, "length": len(single),
+            "signer": signer}
 
 
 # --------------------------------------------------------------------------
@@ -335,16 +370,36 @@ def wait_port(port: int, proc: subprocess.Popen, timeout: float = 20) -> bool:
     return False
 
 
-def get(port: int, path: str, token: str | None = None, timeout: float = 5) -> tuple[int, dict, str]:
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+def client_tls() -> ssl.SSLContext:
+    """The checks' TLS client: the bench's self-signed certificate is
+    compared byte for byte (tls_peer) instead of verified against a CA."""
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+def request(port: int, path: str, headers: dict | None = None, tls: bool = False,
+            timeout: float = 5) -> tuple[int, list[tuple[str, str]], str]:
+    """GET `path`; the status, every header (lower-case names, repeated ones
+    kept: Set-Cookie) and the body."""
+    if tls:
+        conn = http.client.HTTPSConnection("127.0.0.1", port, timeout=timeout, context=client_tls())
+    else:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
     try:
-        headers = {"Authorization": f"Bearer {token}"} if token is not None else {}
-        conn.request("GET", path, headers=headers)
+        conn.request("GET", path, headers=headers or {})
         resp = conn.getresponse()
         body = resp.read().decode(errors="replace")
-        return resp.status, {k.lower(): v for k, v in resp.getheaders()}, body
+        return resp.status, [(k.lower(), v) for k, v in resp.getheaders()], body
     finally:
         conn.close()
+
+
+def get(port: int, path: str, token: str | None = None, timeout: float = 5, tls: bool = False) -> tuple[int, dict, str]:
+    headers = {"Authorization": f"Bearer {token}"} if token is not None else {}
+    status, pairs, body = request(port, path, headers, tls=tls, timeout=timeout)
+    return status, dict(pairs), body
 
 
 def post_json(port: int, path: str, body: dict, bearer: str, timeout: float = 5) -> tuple[int, str]:
@@ -437,12 +492,19 @@ def fill(template: str, values: dict) -> str:
     return text
 
 
-def portcullis_config(values: dict, features: bool, redis_port: int | None, key_prefix: str) -> str:
+def portcullis_config(values: dict, features: bool, redis_port: int | None, key_prefix: str,
+                      sections: str = "") -> str:
     """conf/portcullis.yaml, with conf/portcullis-features.yaml merged in when
     a feature scenario is measured: its sections before portcullis.yaml's
     `routes:`, its routes after portcullis.yaml's (first match wins, so the
-    routes of the other scenarios match as before)."""
+    routes of the other scenarios match as before). `sections`: more
+    top-level YAML, put before `routes:` too (upstream_assertion:, tls:)."""
     base = fill("portcullis.yaml", values)
+    if sections:
+        parts = re.compile(r"^routes:[ \t]*\n", re.M).split(base)
+        if len(parts) != 2:
+            raise SystemExit("portcullis.yaml must have one top-level 'routes:' line")
+        base = parts[0].rstrip("\n") + "\n\n" + sections.strip("\n") + "\n\nroutes:\n" + parts[1]
     if not features:
         return base
     if redis_port is not None:
@@ -469,7 +531,9 @@ def portcullis_config(values: dict, features: bool, redis_port: int | None, key_
     else:
         redis = "# redis: off (limit-redis is not measured in this run)"
         limit = route = ""
-    extra = fill("portcullis-features.yaml", dict(values, REDIS=redis, REDIS_LIMIT=limit, REDIS_ROUTE=route))
+    sessions = dict(SESSIONS="# sessions: off (session-cookie is not measured in this run)", SESSION_ROUTE="")
+    sessions.update({k: v for k, v in values.items() if k in sessions})
+    extra = fill("portcullis-features.yaml", dict(values, REDIS=redis, REDIS_LIMIT=limit, REDIS_ROUTE=route, **sessions))
     routes = re.compile(r"^routes:[ \t]*\n", re.M)
     base_parts, extra_parts = routes.split(base), routes.split(extra)
     if len(base_parts) != 2 or len(extra_parts) != 2:
@@ -485,7 +549,7 @@ def portcullis_config(values: dict, features: bool, redis_port: int | None, key_
 # Enforcement checks
 
 
-def enforcement_checks(port: int, tokens: dict) -> list[dict]:
+def enforcement_checks(port: int, tokens: dict, tls: bool = False) -> list[dict]:
     t = tokens["checks"]
     cases = [
         ("public route, no token", "/public/hello", None, 200, None),
@@ -502,7 +566,7 @@ def enforcement_checks(port: int, tokens: dict) -> list[dict]:
     results = []
     for name, path, token, want, challenge in cases:
         try:
-            status, headers, _ = get(port, path, token)
+            status, headers, _ = get(port, path, token, tls=tls)
             www = headers.get("www-authenticate", "")
             ok = status == want and (challenge is None or challenge in www.lower())
             got = f"{status}" + (f" ({www})" if www else "")
@@ -531,12 +595,15 @@ def passthrough_checks(port: int, tokens: dict) -> list[dict]:
 # Load
 
 
-def wrk(port: int, path: str, mode: str, work: Path, seconds: float, connections: int, offset: int = 0) -> dict:
-    token_file = work / ("token-single.txt" if mode == "single" else "tokens-10k.txt")
+def wrk(port: int, path: str, mode: str, work: Path, seconds: float, connections: int, offset: int = 0,
+        tls: bool = False) -> dict:
+    # cookie: the Cookie header of a signed-in session (session-cookie).
+    token_file = work / {"single": "token-single.txt", "cookie": "session-cookie.txt"}.get(mode, "tokens-10k.txt")
     env = dict(os.environ, BENCH_TOKEN_MODE=mode, BENCH_TOKENS=str(token_file), BENCH_OFFSET=str(offset))
     argv = [
         "taskset", "-c", LOAD_CORE, "wrk", "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s",
-        "--latency", "--timeout", "5s", "-s", str(HERE / "wrk.lua"), f"http://127.0.0.1:{port}{path}",
+        "--latency", "--timeout", "5s", "-s", str(HERE / "wrk.lua"),
+        f"{'https' if tls else 'http'}://127.0.0.1:{port}{path}",
     ]
     out = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=seconds + 60)
     m = re.search(r"^BENCH_RESULT (\{.*\})$", out.stdout, re.M)
@@ -959,11 +1026,12 @@ def start_redis(procs: Processes, work: Path, port: int) -> str | None:
 
 
 def start_portcullis(args, procs: Processes, work: Path, name: str, values: dict, env: dict,
-                     features: bool, redis_port: int | None) -> str | None:
+                     features: bool, redis_port: int | None, sections: str = "") -> str | None:
     """One portcullis process from conf/portcullis.yaml (plus the features'
-    sections when `features`); None once /readyz answers 200, else why not."""
+    sections when `features`, plus `sections`); None once /readyz answers
+    200, else why not."""
     conf = work / f"{name}.yaml"
-    conf.write_text(portcullis_config(values, features, redis_port, f"bench-{name}:"))
+    conf.write_text(portcullis_config(values, features, redis_port, f"bench-{name}:", sections))
     check = subprocess.run([args.portcullis, "check", "-c", str(conf)], capture_output=True, text=True, env=env)
     if check.returncode != 0:
         log(f"    portcullis check failed:\n{check.stdout}{check.stderr}")
@@ -1079,6 +1147,327 @@ def setup_revocations(ports: dict, tokens: dict, admin_token: str) -> list[dict]
     return rows
 
 
+class FakeIdp:
+    """session-cookie's identity provider: only a token endpoint (POST
+    /token), a thread of this process. The bench signs in as a browser
+    would, without a browser: the navigation's redirect names the
+    authorization endpoint (never visited) with `state`, `nonce` and the PKCE
+    challenge; the bench registers a code for them here and comes back to
+    the callback with it. The exchange checks the client secret, the
+    redirect URI and the PKCE verifier, and answers the single token as the
+    access token (1 h, no refresh token) with an RS256 ID token for that
+    sign-in's nonce, signed by the bench's key (the issuer's JWKS)."""
+
+    def __init__(self, port: int, signer: Signer, access_token: str, client_secret: str, redirect_uri: str):
+        self.port = port
+        self.signer = signer
+        self.access_token = access_token
+        self.client_secret = client_secret
+        self.redirect_uri = redirect_uri
+        self.pending: dict[str, tuple[str, str]] = {}
+        self.exchanged = 0
+        self.refused: list[str] = []
+        self.lock = threading.Lock()
+        idp = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):  # noqa: N802 (http.server's name)
+                length = int(self.headers.get("Content-Length") or 0)
+                form = dict(urllib.parse.parse_qsl(self.rfile.read(length).decode(errors="replace")))
+                status, body = idp.exchange(self.path, self.headers.get("Authorization", ""), form)
+                data = json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.send_header("Cache-Control", "no-store")
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *_args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    @property
+    def authorization_endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.port}/authorize"
+
+    @property
+    def token_endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.port}/token"
+
+    def expect(self, code: str, nonce: str, challenge: str) -> None:
+        with self.lock:
+            self.pending[code] = (nonce, challenge)
+
+    def exchange(self, path: str, authorization: str, form: dict) -> tuple[int, dict]:
+        basic = "Basic " + base64.b64encode(
+            f"{urllib.parse.quote(CLIENT_ID, safe='')}:{urllib.parse.quote(self.client_secret, safe='')}".encode()
+        ).decode()
+        with self.lock:
+            pending = self.pending.pop(form.get("code", ""), None)
+        why = None
+        if path != "/token":
+            why = f"path {path}"
+        elif authorization != basic:
+            why = "client authentication"
+        elif form.get("grant_type") != "authorization_code":
+            why = f"grant_type {form.get('grant_type')}"
+        elif pending is None:
+            why = "unknown or reused code"
+        elif form.get("redirect_uri") != self.redirect_uri:
+            why = f"redirect_uri {form.get('redirect_uri')}"
+        elif b64u(hashlib.sha256(form.get("code_verifier", "").encode()).digest()) != pending[1]:
+            why = "PKCE verifier does not match the challenge"
+        if why:
+            with self.lock:
+                self.refused.append(why)
+            return 400, {"error": "invalid_grant", "error_description": why}
+        now = int(time.time())
+        access = self.access_token
+        id_token = self.signer.token({
+            "iss": ISSUER, "sub": token_claims(access)["sub"], "aud": CLIENT_ID, "azp": CLIENT_ID,
+            "nonce": pending[0], "iat": now, "exp": now + 3600,
+            "email": token_claims(access)["email"],
+            "at_hash": b64u(hashlib.sha256(access.encode()).digest()[:16]),
+        })
+        with self.lock:
+            self.exchanged += 1
+        return 200, {"access_token": access, "token_type": "Bearer", "expires_in": 3600, "id_token": id_token}
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def sessions_section(idp_port: int, listen_port: int) -> tuple[str, str]:
+    """session-cookie's `sessions:` section and its browser_login route."""
+    section = (
+        "sessions:\n"
+        "  issuer: bench\n"
+        f'  public_url: "http://127.0.0.1:{listen_port}"\n'
+        f"  client_id: {CLIENT_ID}\n"
+        "  client_secret_env: BENCH_OIDC_SECRET\n"
+        "  scopes: [openid, email, profile, bench:read]\n"
+        "  # identity_from: access_token (the default): each request authenticates\n"
+        "  # the session's access token, from the verified-token cache here.\n"
+        f'  authorization_endpoint: "http://127.0.0.1:{idp_port}/authorize"\n'
+        f'  token_endpoint: "http://127.0.0.1:{idp_port}/token"\n'
+        "  cookie: {key_env: BENCH_SESSION_KEYS, max_age: 12h, idle_timeout: 1h}"
+    )
+    route = (
+        "  - path: /app/**\n"
+        "    browser_login: true\n"
+        "    scopes: [bench:read]\n"
+    )
+    return section, route
+
+
+def set_cookies(headers: list[tuple[str, str]]) -> list[str]:
+    return [v for k, v in headers if k == "set-cookie"]
+
+
+def session_cookie(headers: list[tuple[str, str]]) -> str | None:
+    """The session cookie (all its parts) an answer sets, as a Cookie header."""
+    parts = []
+    for value in set_cookies(headers):
+        pair = value.split(";", 1)[0].strip()
+        name, _, val = pair.partition("=")
+        rest = name[len(SESSION_COOKIE):] if name.startswith(SESSION_COOKIE) else None
+        if val and rest is not None and (rest == "" or (rest.startswith("-") and rest[1:].isdigit())):
+            parts.append(pair)
+    return "; ".join(parts) or None
+
+
+class SignInError(Exception):
+    pass
+
+
+def sign_in(port: int, idp: FakeIdp, path: str = "/app/hello") -> str:
+    """A browser's sign-in: the navigation's redirect, the IdP's (skipped),
+    the callback with a code and the sign-in cookie. The session's Cookie
+    header."""
+    status, headers, body = request(port, path, NAVIGATION)
+    location = dict(headers).get("location", "")
+    if status != 302 or not location.startswith(idp.authorization_endpoint + "?"):
+        raise SignInError(f"the navigation answered {status} {location or body[:200]}, not 302 to the IdP")
+    query = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(location).query))
+    missing = [k for k in ("state", "nonce", "code_challenge") if k not in query]
+    if missing or query.get("code_challenge_method") != "S256":
+        raise SignInError(f"the redirect lacks {missing or 'code_challenge_method=S256'}: {location}")
+    state = query["state"]
+    prefix = f"{SESSION_COOKIE}-signin-"
+    signin = [c.split(";", 1)[0] for c in set_cookies(headers) if c.startswith(prefix)]
+    if len(signin) != 1:
+        raise SignInError(f"expected one sign-in cookie, got {set_cookies(headers)}")
+    code = secrets.token_urlsafe(16)
+    idp.expect(code, query["nonce"], query["code_challenge"])
+    callback = f"{CALLBACK}?code={code}&state={urllib.parse.quote(state, safe='')}"
+    status, headers, body = request(port, callback, dict(NAVIGATION, Cookie=signin[0]))
+    cookie = session_cookie(headers)
+    if status != 302 or not cookie:
+        raise SignInError(f"the callback answered {status} {body[:200]} (refused by the IdP: {idp.refused[-1:]})")
+    return cookie
+
+
+def setup_session(ports: dict, idp: FakeIdp, work: Path) -> list[dict]:
+    """session-cookie: a sign-in through the fake IdP completes; its cookie
+    (no navigation headers, as wrk sends it) answers 200 without renewing,
+    no cookie answers 401 and a tampered one 401."""
+    port, admin = ports["portcullis"], ports["portcullis-admin"]
+    rows = []
+    try:
+        status, headers, _ = request(port, "/app/hello", {"Accept": "application/json"})
+        rows.append(check_row("no cookie, not a navigation", 401, status, status == 401))
+        try:
+            cookie = sign_in(port, idp)
+        except SignInError as e:
+            rows.append(check_row("sign-in (navigation 302, callback 302 with the session cookie)", "session", e, False))
+            return rows
+        parts = cookie.count(";") + 1
+        rows.append(check_row("sign-in (navigation 302 to the IdP, callback 302 with the session cookie)",
+                              "session", f"cookie of {len(cookie):,} bytes in {parts} part{'s' if parts > 1 else ''}",
+                              True))
+        (work / "session-cookie.txt").write_text(cookie + "\n")
+        status, headers, _ = request(port, "/app/hello", {"Cookie": cookie})
+        renewed = set_cookies(headers)
+        rows.append(check_row("the session cookie (as wrk sends it)", "200, no Set-Cookie",
+                              f"{status}{', Set-Cookie' if renewed else ', no Set-Cookie'}",
+                              status == 200 and not renewed))
+        name, _, value = cookie.split(";", 1)[0].partition("=")
+        mid = len(value) // 2
+        tampered = f"{name}={value[:mid]}{'B' if value[mid] == 'A' else 'A'}{value[mid + 1:]}"
+        status, _, _ = request(port, "/app/hello", {"Cookie": tampered})
+        rows.append(check_row("a tampered session cookie", 401, status, status == 401))
+        completed = metric(admin, "portcullis_sign_ins_total", result="completed")
+        failed = metric(admin, "portcullis_sign_ins_total") - completed - metric(
+            admin, "portcullis_sign_ins_total", result="started")
+        rows.append(check_row("sign-ins completed / failed", "1 / 0", f"{completed:.0f} / {failed:.0f}",
+                              completed == 1 and failed == 0))
+    except OSError as e:
+        rows.append(check_row("requests", "answers", f"error: {e}", False))
+    return rows
+
+
+def verify_es256(public_pem: Path, signing_input: bytes, signature: bytes) -> bool | None:
+    """An ES256 JWS signature (r || s) checked with `cryptography`; None
+    when that package is missing."""
+    try:
+        from cryptography.exceptions import InvalidSignature
+        from cryptography.hazmat.primitives import hashes, serialization
+        from cryptography.hazmat.primitives.asymmetric import ec, utils
+    except ImportError:
+        return None
+    key = serialization.load_pem_public_key(public_pem.read_bytes())
+    if len(signature) != 64:
+        return False
+    der = utils.encode_dss_signature(int.from_bytes(signature[:32], "big"), int.from_bytes(signature[32:], "big"))
+    try:
+        key.verify(der, signing_input, ec.ECDSA(hashes.SHA256()))
+        return True
+    except InvalidSignature:
+        return False
+
+
+def setup_assertion(ports: dict, tokens: dict, work: Path) -> list[dict]:
+    """upstream-assertion: the second process passes the enforcement checks
+    and the upstream receives a valid ES256 assertion of the request (read
+    back from nginx, which echoes the header on ASSERTION_PATH), while the
+    first process sends none."""
+    port = ports["portcullis-assertion"]
+    rows = [dict(r, check=f"enforcement: {r['check']}") for r in enforcement_checks(port, tokens)]
+    try:
+        status, _, body = get(port, ASSERTION_PATH, tokens["single"])
+        jwt = body.strip()
+        parts = jwt.split(".")
+        if status != 200 or len(parts) != 3:
+            rows.append(check_row("the upstream receives an assertion", "a JWT", f"{status} {jwt[:80]!r}", False))
+            return rows
+        header = json.loads(base64.urlsafe_b64decode(parts[0] + "=" * (-len(parts[0]) % 4)))
+        c = token_claims(jwt)
+        single = token_claims(tokens["single"])
+        want = {"iss": ASSERTION_ISSUER, "sub": single["sub"], "aud": "fixed", "method": "GET", "path": ASSERTION_PATH}
+        got = {k: c.get(k) for k in want}
+        rows.append(check_row("assertion header (alg, typ)", "ES256 JWT", f"{header.get('alg')} {header.get('typ')}",
+                              header.get("alg") == "ES256" and header.get("typ") == "JWT" and "kid" in header))
+        rows.append(check_row("assertion claims (iss, sub, aud, method, path)", "as sent", "as sent" if got == want else got,
+                              got == want and c.get("exp", 0) - c.get("iat", 0) == 30 and bool(c.get("jti"))))
+        signature = base64.urlsafe_b64decode(parts[2] + "=" * (-len(parts[2]) % 4))
+        valid = verify_es256(work / "assertion-public.pem", f"{parts[0]}.{parts[1]}".encode(), signature)
+        rows.append(check_row("assertion signature (the key's public half)", "valid",
+                              "not checked (no cryptography package)" if valid is None else "valid" if valid else "INVALID",
+                              valid is not False))
+        status, _, body = get(port, "/.well-known/portcullis/jwks.json")
+        kids = [k.get("kid") for k in json.loads(body).get("keys", [])] if status == 200 else []
+        rows.append(check_row("JWKS on the listener names the assertion's kid", "yes", "yes" if header.get("kid") in kids
+                              else f"{status} {kids}", header.get("kid") in kids))
+        status, _, body = get(ports["portcullis"], ASSERTION_PATH, tokens["single"])
+        rows.append(check_row("the one-token process sends no assertion", "200, none",
+                              f"{status}, {'none' if not body.strip() else 'one'}", status == 200 and not body.strip()))
+    except (OSError, ValueError) as e:
+        rows.append(check_row("requests", "answers", f"error: {e}", False))
+    return rows
+
+
+def setup_tls(ports: dict, tokens: dict, work: Path, connections: int) -> list[dict]:
+    """tls: the TLS process serves the bench's certificate, passes the
+    enforcement checks over HTTPS, and this wrk speaks TLS to it."""
+    port = ports["portcullis-tls"]
+    rows = []
+    try:
+        context = client_tls()
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as raw:
+            with context.wrap_socket(raw) as tls:
+                der = tls.getpeercert(binary_form=True)
+                version, cipher = tls.version(), tls.cipher()[0]
+        ours = ssl.PEM_cert_to_DER_cert((work / "tls.crt").read_text())
+        rows.append(check_row("handshake (Python's OpenSSL client, no ALPN, like wrk)", "the bench's certificate",
+                              f"{version} {cipher}, {'the bench certificate' if der == ours else 'ANOTHER certificate'}",
+                              der == ours and version in ("TLSv1.2", "TLSv1.3")))
+    except (OSError, ssl.SSLError) as e:
+        rows.append(check_row("handshake", "TLS", f"error: {e}", False))
+        return rows
+    rows += [dict(r, check=f"enforcement: {r['check']}") for r in enforcement_checks(port, tokens, tls=True)]
+    try:
+        r = wrk(port, "/api/hello", "single", work, 1, min(4, connections), tls=True)
+        ok = r["requests"] > 0 and r["non2xx"] == 0 and r["socket_errors"] == 0
+        rows.append(check_row("wrk over https (1 s probe)", "all 2xx", f"{r['requests']:,} requests, {r['non2xx']} non-2xx, "
+                              f"{r['socket_errors']} socket errors", ok))
+    except (RuntimeError, subprocess.TimeoutExpired) as e:
+        rows.append(check_row("wrk over https (1 s probe)", "all 2xx", f"this wrk cannot: {str(e)[:200]}", False))
+    return rows
+
+
+def make_tls_files(work: Path) -> None:
+    """A self-signed EC P-256 certificate for 127.0.0.1 (tls) and an EC
+    P-256 PKCS#8 key with its public half (upstream-assertion)."""
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+         "-keyout", str(work / "tls.key"), "-out", str(work / "tls.crt"), "-days", "2", "-subj", "/CN=localhost",
+         "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"],
+        check=True, capture_output=True,
+    )
+
+
+def make_assertion_key(work: Path) -> None:
+    subprocess.run(["openssl", "genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256",
+                    "-out", str(work / "assertion-key.pem")], check=True, capture_output=True)
+    subprocess.run(["openssl", "pkey", "-in", str(work / "assertion-key.pem"), "-pubout",
+                    "-out", str(work / "assertion-public.pem")], check=True, capture_output=True)
+
+
+def fresh_session(port: int, idp: FakeIdp | None, work: Path) -> float:
+    """A new sign-in for session-cookie's next wrk run, its cookie where wrk
+    reads it; when it was made."""
+    if idp is None:
+        raise SignInError("no fake IdP")
+    cookie = sign_in(port, idp)
+    (work / "session-cookie.txt").write_text(cookie + "\n")
+    return time.time()
+
+
 def run(args, proxies, scenarios, work: Path, out_dir: Path, procs: Processes, meta: dict) -> int:
     log(f"==> keys and tokens (in {work})")
     tokens = make_tokens(work)
@@ -1092,6 +1481,11 @@ def run(args, proxies, scenarios, work: Path, out_dir: Path, procs: Processes, m
         names += ["portcullis-revoked", "portcullis-revoked-admin"]
     if "limit-redis" in features:
         names.append("redis")
+    if "session-cookie" in features:
+        names.append("idp")
+    for scenario in ("upstream-assertion", "tls"):
+        if scenario in features:
+            names += [INSTANCE[scenario], INSTANCE[scenario] + "-admin"]
     ports = {name: free_port() for name in names}
     values = {
         "DIR": work,
@@ -1103,7 +1497,26 @@ def run(args, proxies, scenarios, work: Path, out_dir: Path, procs: Processes, m
     }
     # Random secrets, in the environment of the portcullis processes only.
     admin_token = secrets.token_hex(16)
-    portcullis_env = dict(os.environ, BENCH_ADMIN_TOKEN=admin_token, BENCH_REDIS_KEY=secrets.token_hex(16))
+    client_secret = secrets.token_urlsafe(24)
+    portcullis_env = dict(os.environ, BENCH_ADMIN_TOKEN=admin_token, BENCH_REDIS_KEY=secrets.token_hex(16),
+                          BENCH_OIDC_SECRET=client_secret,
+                          BENCH_SESSION_KEYS=base64.b64encode(secrets.token_bytes(32)).decode())
+    idp = None
+    if "session-cookie" in features and "portcullis" in ports:
+        values["SESSIONS"], values["SESSION_ROUTE"] = sessions_section(ports["idp"], ports["portcullis"])
+        idp = FakeIdp(ports["idp"], tokens["signer"], tokens["single"], client_secret,
+                      f"http://127.0.0.1:{ports['portcullis']}{CALLBACK}")
+        log(f"==> fake IdP token endpoint for session-cookie on 127.0.0.1:{ports['idp']} (a thread of bench.py)")
+    try:
+        return measure(args, proxies, scenarios, work, out_dir, procs, meta, tokens, features, ports, values,
+                       admin_token, portcullis_env, idp)
+    finally:
+        if idp:
+            idp.stop()
+
+
+def measure(args, proxies, scenarios, work, out_dir, procs, meta, tokens, features, ports, values,
+            admin_token, portcullis_env, idp) -> int:
 
     log("==> fixed upstream (nginx, core 1)")
     conf = work / "nginx-upstream.conf"
@@ -1173,6 +1586,28 @@ def run(args, proxies, scenarios, work: Path, out_dir: Path, procs: Processes, m
         )
         if why:
             scenario_status["revoked-list"] = why
+    # upstream-assertion and tls: configured as the first, plus their section.
+    for scenario in ("upstream-assertion", "tls"):
+        if scenario not in features or "portcullis" not in pids:
+            continue
+        name = INSTANCE[scenario]
+        if scenario == "upstream-assertion":
+            make_assertion_key(work)
+            sections = ("upstream_assertion:\n"
+                        f'  issuer: "{ASSERTION_ISSUER}"\n'
+                        f'  key_file: "{work / "assertion-key.pem"}"\n'
+                        "  alg: ES256")
+        else:
+            make_tls_files(work)
+            sections = f'tls:\n  cert: "{work / "tls.crt"}"\n  key: "{work / "tls.key"}"'
+        port = ports[name]
+        log(f"==> portcullis for {scenario} on 127.0.0.1:{port} (core {PROXY_CORE})")
+        why = start_portcullis(
+            args, procs, work, name, dict(values, LISTEN_PORT=port, ADMIN_PORT=ports[name + "-admin"]),
+            portcullis_env, True, redis_port, sections,
+        )
+        if why:
+            scenario_status[scenario] = why
 
     log("==> enforcement checks")
     checks: dict[str, list[dict]] = {}
@@ -1198,6 +1633,12 @@ def run(args, proxies, scenarios, work: Path, out_dir: Path, procs: Processes, m
                 continue
             if scenario == "revoked-list":
                 rows = setup_revocations(ports, tokens, admin_token)
+            elif scenario == "session-cookie":
+                rows = setup_session(ports, idp, work)
+            elif scenario == "upstream-assertion":
+                rows = setup_assertion(ports, tokens, work)
+            elif scenario == "tls":
+                rows = setup_tls(ports, tokens, work, args.connections)
             else:
                 rows = setup_limit(scenario, ports, tokens, redis_port)
             feature_checks[scenario] = rows
@@ -1224,8 +1665,10 @@ def run(args, proxies, scenarios, work: Path, out_dir: Path, procs: Processes, m
             for proxy in measured:
                 if proxy in status_of or not supports(proxy, scenario) or scenario in scenario_status:
                     continue
-                # revoked-list is measured on the second process.
-                instance = "portcullis-revoked" if scenario == "revoked-list" else proxy
+                # revoked-list, upstream-assertion and tls are measured on
+                # processes of their own.
+                instance = INSTANCE.get(scenario, proxy)
+                tls = scenario == "tls"
                 if not procs.alive(instance):
                     why = f"crashed before {scenario}"
                     if instance == proxy:
@@ -1247,13 +1690,22 @@ def run(args, proxies, scenarios, work: Path, out_dir: Path, procs: Processes, m
                     while args.warmup > 0 and warmups < 6 and (
                         warmups == 0 or (mode == "rotate" and sent < TOKEN_COUNT)
                     ):
-                        n = wrk(ports[instance], path, mode, work, args.warmup, args.connections, offset=sent)["requests"]
+                        if mode == "cookie":
+                            fresh_session(ports[instance], idp, work)
+                        n = wrk(ports[instance], path, mode, work, args.warmup, args.connections, offset=sent,
+                                tls=tls)["requests"]
                         sent, warmed, warmups = sent + n, warmed + n, warmups + 1
-                    r = wrk(ports[instance], path, mode, work, args.duration, args.connections, offset=sent)
+                    if mode == "cookie":
+                        signed_in_at = fresh_session(ports[instance], idp, work)
+                    r = wrk(ports[instance], path, mode, work, args.duration, args.connections, offset=sent, tls=tls)
+                    if mode == "cookie":
+                        # wrk keeps sending the cookie it was given: past the
+                        # renewal time every answer would re-seal the session.
+                        r["session_seconds"] = time.time() - signed_in_at
                     offsets[key] = sent + r["requests"]
                     r["warmup_requests"] = warmed
                     r["round"] = round_no
-                except (RuntimeError, subprocess.TimeoutExpired) as e:
+                except (RuntimeError, subprocess.TimeoutExpired, SignInError, OSError) as e:
                     log(f"    {proxy} / {scenario}: {e}\n{procs.log_tail(instance)}")
                     if scenario in FEATURES:
                         scenario_status.setdefault(scenario, "not measured (wrk failed)")
@@ -1261,27 +1713,33 @@ def run(args, proxies, scenarios, work: Path, out_dir: Path, procs: Processes, m
                         status_of.setdefault(proxy, f"wrk failed in {scenario}")
                     continue
                 r["answers"], r["answers_ok"] = answers(proxy, scenario, r)
+                if r.get("session_seconds", 0) >= SESSION_RENEW_S - 1:
+                    r["answers"] += f", ended {r['session_seconds']:.0f} s after its sign-in: renewals measured"
+                    r["answers_ok"] = False
                 rounds_of.setdefault(key, []).append(r)
-                log(f"    {LABEL[proxy]:<26} {scenario:<14} {fmt_rps(r['rps']):>8} req/s  p50 {ms(r['p50_us'])} ms  "
+                log(f"    {LABEL[proxy]:<26} {scenario:<18} {fmt_rps(r['rps']):>8} req/s  p50 {ms(r['p50_us'])} ms  "
                     f"p99 {ms(r['p99_us'])} ms  {r['answers']}{'' if r['answers_ok'] else '  <-- unexpected'}")
                 if scenario == "10k-tokens" and round_no == 1:
                     rss[proxy]["after_10k_tokens"] = rss_kib(pids[proxy])
-                if (scenario == "10k-tokens" and proxy == "portcullis" and "revoked-list" in features
-                        and "revoked-list" not in scenario_status and procs.alive("portcullis-revoked")):
-                    # The same 10,000 tokens into the revoked-list process's
-                    # cache, so that from the next round on both processes
-                    # answer the single token from caches of the same size.
-                    key = ("portcullis-revoked", "10k-tokens")
+                for feature, other in INSTANCE.items():
+                    if not (scenario == "10k-tokens" and proxy == "portcullis" and feature in features
+                            and feature not in scenario_status and procs.alive(other)):
+                        continue
+                    # The same 10,000 tokens into the cache of each feature's
+                    # own process, so that from the next round on every
+                    # process answers the single token from a cache of the
+                    # same size.
+                    key = (other, "10k-tokens")
                     sent = offsets.get(key, 0)
                     goal = sent + TOKEN_COUNT
                     try:
                         for _ in range(6):  # bounded, like the warm-up
                             if sent >= goal:
                                 break
-                            sent += wrk(ports["portcullis-revoked"], path, mode, work, max(1.0, args.warmup),
-                                        args.connections, offset=sent)["requests"]
+                            sent += wrk(ports[other], path, mode, work, max(1.0, args.warmup),
+                                        args.connections, offset=sent, tls=feature == "tls")["requests"]
                     except (RuntimeError, subprocess.TimeoutExpired) as e:
-                        log(f"    portcullis-revoked / 10k-tokens: {e}")
+                        log(f"    {other} / 10k-tokens: {e}")
                     offsets[key] = sent
 
     results: dict[tuple[str, str], dict] = {}
@@ -1331,6 +1789,41 @@ def run(args, proxies, scenarios, work: Path, out_dir: Path, procs: Processes, m
             if held != REVOCATIONS:
                 r["answers_ok"] = False
                 r["answers"] += f", denylist held {held:,.0f}"
+        r = results.get(("portcullis", "session-cookie"))
+        if r and procs.alive("portcullis"):
+            admin = ports["portcullis-admin"]
+            completed = metric(admin, "portcullis_sign_ins_total", result="completed")
+            started = metric(admin, "portcullis_sign_ins_total", result="started")
+            failed = metric(admin, "portcullis_sign_ins_total") - completed - started
+            refreshes = metric(admin, "portcullis_session_refreshes_total")
+            # One sign-in for the check, one before each warm-up and each
+            # measurement: as many as the fake IdP answered.
+            want = idp.exchanged if idp else 0
+            cookie = (work / "session-cookie.txt").read_text().strip()
+            feature_notes["session-cookie"] = (
+                f"identity_from: access_token (the single token, from the verified-token cache); a session cookie "
+                f"of {len(cookie):,} bytes ({cookie.count(';') + 1} part(s)) on every request, no other header; "
+                f"{completed:,.0f} sign-ins completed through the fake IdP, as many as its token endpoint answered "
+                f"(the check's, and one before each warm-up and each measurement, so that every run ends before the "
+                f"session's {SESSION_RENEW_S} s renewal and no answer re-seals it), {started:,.0f} started, "
+                f"{failed:,.0f} failed, {refreshes:,.0f} refreshes"
+            )
+            if completed != want or failed or refreshes:
+                r["answers_ok"] = False
+                r["answers"] += f", {completed:,.0f} sign-ins (want {want}), {failed:,.0f} failed, {refreshes:,.0f} refreshes"
+        if results.get(("portcullis", "upstream-assertion")):
+            feature_notes["upstream-assertion"] = (
+                "a second portcullis process, configured alike plus upstream_assertion (an EC P-256 PKCS#8 key: "
+                "one ES256 signature per forwarded request, lifetime 30 s)"
+            )
+        if results.get(("portcullis", "tls")):
+            shake = next((row["got"] for row in feature_checks.get("tls", []) if row["check"].startswith("handshake")), "")
+            feature_notes["tls"] = (
+                "a second portcullis process, configured alike plus tls (a self-signed EC P-256 certificate); "
+                f"wrk's OpenSSL client, HTTP/1.1 with keep-alive (no ALPN), so {args.connections} handshakes per wrk run "
+                f"and record encryption on every request, wrk's share of it on the load core; handshake as the check "
+                f"saw it: {shake.split(',')[0]}"
+            )
     except OSError as e:
         log(f"warning: reading the feature metrics back failed: {e}")
     meta["feature_notes"] = feature_notes

@@ -2,6 +2,8 @@
 --
 -- BENCH_TOKEN_MODE  none    no Authorization header (static request)
 --                   single  one token on every request (static request)
+--                   cookie  the first line of BENCH_TOKENS as the Cookie header on
+--                           every request (static request; session-cookie)
 --                   rotate  the tokens of BENCH_TOKENS in turn, one per request
 --                   forge   forged tokens: the header and payload of one token of
 --                           BENCH_TOKENS with the signature of another, a
@@ -64,6 +66,9 @@ end
 if mode == "single" then
   load_tokens()
   wrk.headers["Authorization"] = "Bearer " .. tokens[1]
+elseif mode == "cookie" then
+  load_tokens()
+  wrk.headers["Cookie"] = tokens[1]
 elseif mode == "rotate" then
   load_tokens()
   local requests = {}

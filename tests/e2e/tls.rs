@@ -282,3 +282,31 @@ fn check_names_expired_expiring_and_mismatched_certificates() {
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("cannot read the certificate file"), "{out}");
 }
+
+/// Towards an `https://` upstream (here another portcullis with the test
+/// CA's certificate): verified against `ca_file`, refused (502) against the
+/// system roots, and `tls_verify: false` only when asked, with a warning.
+#[test]
+fn https_upstreams_are_verified_against_the_configured_ca() {
+    let s = setup(None);
+    let front = |extra: &str| {
+        let config = format!(
+            "threads: 2\nupstreams:\n  secure:\n    url: \"https://127.0.0.1:{port}\"\n{extra}routes:\n  - path: /public/**\n    upstream: secure\n    public: true\n",
+            port = s.proxy.addr.port(),
+        );
+        Proxy::start_with(ProxyOptions { config: &config, env: &[], wait_ready: true })
+    };
+    let trusted = front(&format!("    ca_file: \"{}\"\n", s.ca.cert.display()));
+    let answer = harness::client::get(trusted.addr, "/public/through", &[]);
+    assert_eq!(answer.status, 200, "{}", answer.text());
+    assert_eq!(s.upstream.last().target, "/public/through");
+
+    let system_roots = front("");
+    assert_eq!(harness::client::get(system_roots.addr, "/public/x", &[]).status, 502);
+
+    let unverified = front("    tls_verify: false\n");
+    assert_eq!(harness::client::get(unverified.addr, "/public/x", &[]).status, 200);
+    let (code, out, _) = run_cli(&["check", "-c", &unverified.config_path.display().to_string()], &[]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("tls_verify: false: the upstream's certificate is not checked"), "{out}");
+}

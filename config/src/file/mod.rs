@@ -134,6 +134,15 @@ pub(crate) struct UpstreamFile {
     /// Speak HTTP/2 to the upstream (h2c for `http://`, ALPN h2 for
     /// `https://`): gRPC needs it.
     pub http2: Option<Spanned<bool>>,
+    /// `https://` upstreams: PEM CA bundle to verify the upstream with,
+    /// instead of the system roots.
+    pub ca_file: Option<Text>,
+    /// `https://` upstreams: a client certificate (mTLS to the upstream).
+    pub client_cert: Option<Text>,
+    pub client_key: Option<Text>,
+    /// `false` turns certificate verification off (explicitly; `check`
+    /// warns).
+    pub tls_verify: Option<Spanned<bool>>,
 }
 
 #[derive(Debug, Deserialize)]

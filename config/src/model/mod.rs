@@ -221,6 +221,8 @@ pub struct Upstream {
     /// HTTP/2 to the upstream: h2c with prior knowledge for `http://`,
     /// ALPN `h2` only for `https://`.
     pub http2: bool,
+    /// TLS towards an `https://` upstream.
+    pub upstream_tls: UpstreamTls,
     /// The forwarding headers portcullis sets from what it saw (client
     /// address, host, scheme), in addition to removing every client-sent
     /// forwarding header when the peer is not a trusted proxy.

@@ -28,6 +28,17 @@ pub struct CertificateFiles {
     pub position: Position,
 }
 
+/// TLS towards one upstream.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UpstreamTls {
+    /// PEM CA bundle verifying the upstream, instead of the system roots.
+    pub ca_file: Option<PathBuf>,
+    /// The client certificate portcullis presents (mTLS to the upstream).
+    pub client_certificate: Option<CertificateFiles>,
+    /// Certificate verification; off only when the file says so.
+    pub verify: bool,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NamedCertificate {
     pub files: CertificateFiles,

@@ -19,10 +19,11 @@ use super::tls::tls;
 use super::values::{cidr, claim_path, is_name, is_quotable, is_token_byte, one_of, positive_duration};
 use super::values::{duration, socket_addr, upstream_url};
 use super::{resolve, Names, Validator};
-use crate::diag::{Positioned, Reporter};
+use crate::diag::{Position, Positioned, Reporter};
 use crate::file::{ConfigFile, OrderedMap, RouteFile, ShutdownFile, Text, UpstreamFile};
 use crate::model::{
-    Config, ForwardedHeader, HeaderValueSource, IdentityHeader, Issuer, LogFormat, LogSettings, Upstream,
+    CertificateFiles, Config, ForwardedHeader, HeaderValueSource, IdentityHeader, Issuer, LogFormat, LogSettings,
+    Upstream, UpstreamTls,
 };
 
 const DEFAULT_LISTEN: &str = "0.0.0.0:8080";
@@ -167,6 +168,7 @@ impl Validator<'_> {
             let sni = upstream.sni.as_ref().map_or_else(|| host.clone(), |s| s.value.clone());
             let forwarded_headers = forwarded_headers(upstream.forwarded_headers.as_deref(), r);
             let http2 = upstream.http2.as_ref().is_some_and(|flag| flag.value);
+            let upstream_tls = upstream_tls(&upstream, tls, r);
             out.push(Upstream {
                 name: name.value,
                 tls,
@@ -176,11 +178,65 @@ impl Validator<'_> {
                 connect_timeout,
                 read_timeout,
                 http2,
+                upstream_tls,
                 forwarded_headers,
             });
         }
         out
     }
+}
+
+/// `ca_file`, `client_cert`/`client_key`, `tls_verify`: only for
+/// `https://` upstreams; files relative to the main file.
+fn upstream_tls(upstream: &UpstreamFile, tls: bool, r: &mut Reporter<'_>) -> UpstreamTls {
+    let base = r.file.parent().map(std::path::Path::to_path_buf).unwrap_or_default();
+    let named = [
+        ("ca_file", upstream.ca_file.is_some()),
+        ("client_cert", upstream.client_cert.is_some()),
+        ("client_key", upstream.client_key.is_some()),
+        ("tls_verify", upstream.tls_verify.is_some()),
+    ];
+    if !tls {
+        for (field, present) in named {
+            if present {
+                r.error(&upstream.url, format!("{field} is only for https:// upstreams"));
+            }
+        }
+        return UpstreamTls { verify: true, ..UpstreamTls::default() };
+    }
+    let file = |text: &Text, r: &mut Reporter<'_>| {
+        let path = base.join(&text.value);
+        if std::fs::metadata(&path).map(|m| m.is_file()).unwrap_or(false) {
+            Some(path)
+        } else {
+            r.error(text, format!("cannot read {}", path.display()));
+            None
+        }
+    };
+    let ca_file = upstream.ca_file.as_ref().and_then(|text| file(text, r));
+    let client_certificate = match (&upstream.client_cert, &upstream.client_key) {
+        (Some(cert), Some(key)) => match (file(cert, r), file(key, r)) {
+            (Some(cert_path), Some(key_path)) => Some(CertificateFiles {
+                cert: cert_path,
+                key: key_path,
+                position: Position::new(r.file, cert.referenced),
+            }),
+            _ => None,
+        },
+        (None, None) => None,
+        (Some(text), None) | (None, Some(text)) => {
+            r.error(text, "client_cert and client_key go together");
+            None
+        }
+    };
+    let verify = upstream.tls_verify.as_ref().is_none_or(|flag| flag.value);
+    if let Some(flag) = upstream.tls_verify.as_ref().filter(|flag| !flag.value) {
+        r.warn(
+            flag,
+            "tls_verify: false: the upstream's certificate is not checked, so anyone on the path can impersonate it",
+        );
+    }
+    UpstreamTls { ca_file, client_certificate, verify }
 }
 
 /// An upstream's `forwarded_headers` (names any case), or the default set.

@@ -31,6 +31,12 @@ pub(super) fn peer(target: &UpstreamTarget) -> Box<HttpPeer> {
     peer.options.read_timeout = Some(upstream.read_timeout);
     peer.options.write_timeout = Some(upstream.read_timeout);
     peer.options.idle_timeout = Some(UPSTREAM_IDLE_TIMEOUT);
+    if upstream.tls {
+        peer.options.verify_cert = upstream.upstream_tls.verify;
+        peer.options.verify_hostname = upstream.upstream_tls.verify;
+        peer.options.ca = target.tls.ca.clone();
+        peer.client_cert_key = target.tls.client.clone();
+    }
     if upstream.http2 {
         // HTTP/2 only: ALPN h2 over TLS, prior knowledge (h2c) in clear.
         peer.options.set_http_version(2, 2);
