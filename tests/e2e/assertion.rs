@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use harness::client::{get, get_with_token, request};
-use harness::fixtures::{hs_token, HS_ENV, HS_ISSUER, HS_SECRET};
+use harness::fixtures::{hs_issuers, hs_token, HS_ENV, HS_SECRET};
 use harness::proxy::{run_cli, Proxy, ProxyOptions};
 use harness::servers::Upstream;
 use jsonwebtoken::jwk::JwkSet;
@@ -41,13 +41,7 @@ upstream_assertion:
 upstreams:
   api:
     url: "{upstream}"
-issuers:
-  - name: local
-    issuer: "{HS_ISSUER}"
-    secret_env: {HS_ENV}
-    audiences: ["todo-api"]
-    algorithms: [HS256]
-routes:
+{issuers}routes:
   - path: /api/**
     scopes: ["tasks:read"]
   - path: /public/**
@@ -56,6 +50,7 @@ routes:
         signing = signing.display(),
         published = published.join(", "),
         upstream = upstream.url(),
+        issuers = hs_issuers(),
     )
 }
 

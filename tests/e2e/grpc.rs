@@ -6,7 +6,7 @@
 
 use std::process::Command;
 
-use harness::fixtures::{hs_token, HS_ENV, HS_ISSUER, HS_SECRET};
+use harness::fixtures::{hs_issuers, hs_token, HS_ENV, HS_SECRET};
 use harness::grpc::{call, GrpcServer};
 use harness::proxy::{Proxy, ProxyOptions};
 use harness::servers::Upstream;
@@ -25,13 +25,7 @@ upstreams:
     connect_timeout: 500ms
   api:
     url: "{api}"
-issuers:
-  - name: local
-    issuer: "{HS_ISSUER}"
-    secret_env: {HS_ENV}
-    audiences: ["todo-api"]
-    algorithms: [HS256]
-identity_headers:
+{issuers}identity_headers:
   X-Auth-Subject: sub
   X-Auth-Scopes: scopes
 rate_limits:
@@ -62,6 +56,7 @@ routes:
 "#,
         grpc = grpc.addr,
         api = api.url(),
+        issuers = hs_issuers(),
     )
 }
 

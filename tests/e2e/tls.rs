@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use harness::certs::{serial_of, served_serial, Ca, Leaf};
-use harness::fixtures::{hs_token, HS_ENV, HS_ISSUER, HS_SECRET};
+use harness::fixtures::{hs_issuers, hs_token, HS_ENV, HS_SECRET};
 use harness::proxy::{run_cli, Proxy, ProxyOptions};
 use harness::servers::Upstream;
 use harness::wait_until;
@@ -33,13 +33,7 @@ tls:
 {redirect}upstreams:
   api:
     url: "{upstream}"
-issuers:
-  - name: local
-    issuer: "{HS_ISSUER}"
-    secret_env: {HS_ENV}
-    audiences: ["todo-api"]
-    algorithms: [HS256]
-identity_headers:
+{issuers}identity_headers:
   X-Auth-Subject: sub
 routes:
   - path: /api/**
@@ -49,6 +43,7 @@ routes:
 "#,
         dir = dir.display(),
         upstream = upstream.url(),
+        issuers = hs_issuers(),
     )
 }
 

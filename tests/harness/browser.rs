@@ -34,6 +34,22 @@ pub fn chromium() -> PathBuf {
     panic!("Chromium is needed for the browser tests: apt-get install chromium (or set PORTCULLIS_CHROMIUM)");
 }
 
+/// How every test runs Chromium: headless, no sandbox (containers), and
+/// nothing that would reach the network by itself.
+pub const HEADLESS_ARGS: [&str; 11] = [
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--no-first-run",
+    "--disable-extensions",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--metrics-recording-only",
+    "--password-store=basic",
+];
+
 /// Serves one HTML page at `/` and records what the page posts to
 /// `/report`.
 pub struct PageServer {
@@ -80,19 +96,7 @@ impl PageServer {
         let profile = tempfile::tempdir().expect("browser profile");
         let browser = Browser(
             Command::new(chromium())
-                .args([
-                    "--headless=new",
-                    "--no-sandbox",
-                    "--disable-gpu",
-                    "--disable-dev-shm-usage",
-                    "--no-first-run",
-                    "--disable-extensions",
-                    "--disable-background-networking",
-                    "--disable-component-update",
-                    "--disable-sync",
-                    "--metrics-recording-only",
-                    "--password-store=basic",
-                ])
+                .args(HEADLESS_ARGS)
                 .arg(format!("--user-data-dir={}", profile.path().display()))
                 .arg(url)
                 .stdin(Stdio::null())

@@ -65,6 +65,14 @@ impl World {
     }
 }
 
+/// An `issuers:` section with the HS256 issuer `local` alone (for tests
+/// whose subject is not the token).
+pub fn hs_issuers() -> String {
+    format!(
+        "issuers:\n  - name: local\n    issuer: \"{HS_ISSUER}\"\n    secret_env: {HS_ENV}\n    audiences: [\"{AUDIENCE}\"]\n    algorithms: [HS256]\n"
+    )
+}
+
 /// A valid HS256 token from the shared-secret issuer.
 pub fn hs_token(sub: &str, scope: &str) -> String {
     TestKey::hmac(HS_SECRET.as_bytes()).sign(&claims(HS_ISSUER, AUDIENCE, sub, scope))

@@ -100,20 +100,11 @@ impl WebDriver {
                 "alwaysMatch": {
                     "goog:chromeOptions": {
                         "binary": crate::browser::chromium(),
-                        "args": [
-                            "--headless=new",
-                            "--no-sandbox",
-                            "--disable-gpu",
-                            "--disable-dev-shm-usage",
-                            "--no-first-run",
-                            "--disable-extensions",
-                            "--disable-background-networking",
-                            "--disable-component-update",
-                            "--disable-sync",
-                            "--metrics-recording-only",
-                            "--password-store=basic",
-                            format!("--user-data-dir={}", profile.display()),
-                        ],
+                        "args": crate::browser::HEADLESS_ARGS
+                            .iter()
+                            .map(|a| a.to_string())
+                            .chain([format!("--user-data-dir={}", profile.display())])
+                            .collect::<Vec<_>>(),
                     },
                     "timeouts": { "pageLoad": COMMAND_TIMEOUT_MS, "script": COMMAND_TIMEOUT_MS, "implicit": 0 },
                 }

@@ -11,7 +11,7 @@ use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 use base64::Engine;
 use serde_saphyr::Spanned;
 
-use super::values::{http_url, is_token_byte, one_of, positive_duration};
+use super::values::{http_url, is_loopback, is_token_byte, one_of, positive_duration};
 use super::Validator;
 use crate::diag::{Positioned, Reporter};
 use crate::file::{PrivateKeyJwtFile, SessionCookieFile, SessionsFile, Text};
@@ -221,13 +221,7 @@ fn public_origin(text: &Text, r: &mut Reporter<'_>) -> Option<String> {
         r.error(text, "public_url is an origin only: no path, query, fragment or user");
         return None;
     }
-    let loopback = match url.host() {
-        Some(url::Host::Domain(d)) => d == "localhost",
-        Some(url::Host::Ipv4(a)) => a.is_loopback(),
-        Some(url::Host::Ipv6(a)) => a.is_loopback(),
-        None => false,
-    };
-    if url.scheme() == "http" && !loopback {
+    if url.scheme() == "http" && !is_loopback(&url) {
         r.error(
             text,
             "public_url must be https: session cookies are Secure, and browsers send those over http only to localhost",

@@ -55,18 +55,22 @@ pub(super) fn upstream_url(text: &Text, r: &mut Reporter<'_>) -> Option<(bool, S
     Some((tls, host, port))
 }
 
+/// `localhost` or a loopback address: where plain http stays on the host.
+pub(super) fn is_loopback(url: &url::Url) -> bool {
+    match url.host() {
+        Some(url::Host::Domain(d)) => d == "localhost",
+        Some(url::Host::Ipv4(a)) => a.is_loopback(),
+        Some(url::Host::Ipv6(a)) => a.is_loopback(),
+        None => false,
+    }
+}
+
 /// A URL keys or answers are fetched from. Plain http is allowed (a local
 /// IdP in development) but warned about unless the host is loopback.
 pub(super) fn http_url(text: &Text, what: &str, r: &mut Reporter<'_>) -> Option<String> {
     match url::Url::parse(&text.value) {
         Ok(url) if matches!(url.scheme(), "http" | "https") && url.host().is_some() => {
-            let loopback = match url.host() {
-                Some(url::Host::Domain(d)) => d == "localhost",
-                Some(url::Host::Ipv4(a)) => a.is_loopback(),
-                Some(url::Host::Ipv6(a)) => a.is_loopback(),
-                None => false,
-            };
-            if url.scheme() == "http" && !loopback {
+            if url.scheme() == "http" && !is_loopback(&url) {
                 r.warn(
                     text,
                     format!("{what} uses plain http: what is exchanged over it can be read or forged in transit"),

@@ -77,23 +77,30 @@ pub(crate) async fn send(session: &mut Session, rejection: &Rejection) -> pingor
     header.insert_header("content-type", "application/json")?;
     header.insert_header("content-length", body.len().to_string())?;
     header.insert_header("cache-control", "no-store")?;
+    answer_headers(&mut header, session, rejection)?;
+    let head_only = session.req_header().method == http::Method::HEAD;
+    session.write_response_header(Box::new(header), head_only).await?;
+    if !head_only {
+        session.write_response_body(Some(body), true).await?;
+    }
+    Ok(())
+}
+
+/// What every form of an answer carries: the challenge, the retry hint,
+/// the extra headers (appended: several `Set-Cookie` headers are several
+/// cookies), and closing the connection when asked.
+fn answer_headers(header: &mut ResponseHeader, session: &mut Session, rejection: &Rejection) -> pingora::Result<()> {
     if let Some(challenge) = &rejection.www_authenticate {
         header.insert_header("www-authenticate", challenge.as_str())?;
     }
     if let Some(seconds) = rejection.retry_after {
         header.insert_header("retry-after", seconds.to_string())?;
     }
-    // Appended: several `Set-Cookie` headers are several cookies.
     for (name, value) in &rejection.headers {
         header.append_header(*name, value.as_str())?;
     }
     if rejection.close {
         session.set_keepalive(None);
-    }
-    let head_only = session.req_header().method == http::Method::HEAD;
-    session.write_response_header(Box::new(header), head_only).await?;
-    if !head_only {
-        session.write_response_body(Some(body), true).await?;
     }
     Ok(())
 }
@@ -145,22 +152,11 @@ async fn send_grpc(session: &mut Session, rejection: &Rejection) -> pingora::Res
     header.insert_header("content-type", "application/grpc")?;
     header.insert_header("grpc-status", grpc_status(rejection.status).to_string())?;
     header.insert_header("grpc-message", grpc_message(&rejection.description))?;
-    if let Some(challenge) = &rejection.www_authenticate {
-        header.insert_header("www-authenticate", challenge.as_str())?;
-    }
-    if let Some(seconds) = rejection.retry_after {
-        header.insert_header("retry-after", seconds.to_string())?;
-    }
-    for (name, value) in &rejection.headers {
-        header.append_header(*name, value.as_str())?;
-    }
     if !session.downstream_session.is_http2() {
         // Not real gRPC (that needs HTTP/2), but a well-framed answer.
         header.insert_header("content-length", "0")?;
     }
-    if rejection.close {
-        session.set_keepalive(None);
-    }
+    answer_headers(&mut header, session, rejection)?;
     // One header block that ends the stream: Pingora's proxy session would
     // follow a header with an empty DATA frame, which gRPC clients read as
     // a broken stream.

@@ -17,28 +17,23 @@ pub(crate) const MAX_CHUNKS: usize = 5;
 /// The value of the cookie `name` on the request, if any. When a browser
 /// sends a name twice (one per path), the first is used.
 pub(crate) fn find<'r>(request: &'r RequestHeader, name: &str) -> Option<&'r str> {
-    request
-        .headers
-        .get_all(COOKIE)
-        .iter()
-        .filter_map(|value| value.to_str().ok())
-        .flat_map(|header| header.split(';'))
-        .find_map(|pair| {
-            let (key, value) = pair.trim().split_once('=')?;
-            (key == name).then(|| value.trim_matches('"'))
-        })
+    pairs(request).find_map(|(key, value)| (key == name).then(|| value.trim_matches('"')))
 }
 
 /// The names of the request's cookies that start with `prefix`.
 pub(crate) fn names_with_prefix<'r>(request: &'r RequestHeader, prefix: &'r str) -> impl Iterator<Item = &'r str> {
+    pairs(request).map(|(name, _)| name).filter(move |name| name.starts_with(prefix))
+}
+
+/// Every `name=value` of the request's `Cookie` headers.
+fn pairs(request: &RequestHeader) -> impl Iterator<Item = (&str, &str)> {
     request
         .headers
         .get_all(COOKIE)
         .iter()
         .filter_map(|value| value.to_str().ok())
         .flat_map(|header| header.split(';'))
-        .filter_map(|pair| pair.trim().split_once('=').map(|(name, _)| name))
-        .filter(move |name| name.starts_with(prefix))
+        .filter_map(|pair| pair.trim().split_once('='))
 }
 
 /// A value split across `name`, `name-1`, …: joined, and how many parts it
