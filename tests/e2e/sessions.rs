@@ -478,3 +478,48 @@ fn the_access_token_is_refreshed_once_per_session_before_it_expires() {
     assert_eq!(s.metric("portcullis_session_refreshes_total{result=\"ok\"}"), 1.0);
     assert_eq!(s.metric("portcullis_session_refreshes_total{result=\"refused\"}"), 0.0);
 }
+
+/// The IdP ends the user's grant (here: the user signs out at the IdP
+/// directly, which revokes the refresh token): the next refresh is
+/// refused and the session ends, so the browser signs in again.
+#[test]
+fn a_refused_refresh_ends_the_session() {
+    let s = setup_with(ProviderOptions { ttl_seconds: 10, ..ProviderOptions::default() }, KEYS_A);
+    let mut agent = s.signed_in("alice");
+    assert_eq!(agent.get(&s.url("/app/"), NAVIGATION_HEADERS).status, 200);
+    // Sign out at the IdP itself (its confirmation page submits itself).
+    let (_, visited) = agent.navigate(&s.provider.end_session_endpoint());
+    assert!(!visited.is_empty());
+    std::thread::sleep(Duration::from_secs(6));
+    let api = agent.clone().get(&s.url("/app/data"), &[("Accept", "application/json")]);
+    assert_eq!(api.status, 401, "{}", api.text());
+    assert!(expires_session(&api), "the ended session's cookie is expired");
+    assert_eq!(s.metric("portcullis_session_refreshes_total{result=\"refused\"}"), 1.0);
+    assert_sent_to_sign_in(&s.provider, &agent.get(&s.url("/app/"), NAVIGATION_HEADERS));
+}
+
+/// Codes, tokens, cookie values and keys never reach a log line.
+#[test]
+fn nothing_secret_is_logged() {
+    let s = setup(KEYS_A);
+    let mut agent = Agent::new();
+    let start = agent.get(&s.url("/app/"), NAVIGATION_HEADERS);
+    let state = harness::signin::query_param(start.header("location").unwrap_or_default(), "state").expect("state");
+    let (response, visited) = agent.navigate_and_sign_in(&s.url("/app/"), "alice");
+    assert_eq!(response.status, 200, "{visited:?}");
+    let callback = visited.iter().find(|url| url.contains("/.portcullis/callback")).expect("the callback");
+    let code = harness::signin::query_param(callback, "code").expect("code");
+    let cookie = agent.cookie(&s.host(), COOKIE).expect("session");
+    // A tampered cookie and a failed callback are logged too, by reason.
+    agent.set_cookie(&s.host(), COOKIE, &format!("{}x", &cookie[..cookie.len() - 1]));
+    agent.get(&s.url("/app/"), NAVIGATION_HEADERS);
+    agent.get(&s.url(&format!("/.portcullis/callback?code={code}&state={state}")), NAVIGATION_HEADERS);
+    std::thread::sleep(Duration::from_millis(300));
+    let logs = s.proxy.logs();
+    assert!(logs.contains("decision=\"signed_in\""), "the sign-in is logged:\n{logs}");
+    for (what, secret) in
+        [("code", code.as_str()), ("cookie", &cookie[..40]), ("state", state.as_str()), ("key", &key(1))]
+    {
+        assert!(!logs.contains(secret), "the {what} is in the log:\n{logs}");
+    }
+}
