@@ -11,11 +11,11 @@
 use std::time::Duration;
 
 use aws_lc_rs::digest;
+use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::signature::{EcdsaKeyPair, Ed25519KeyPair, KeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use config::{AssertionAlg, AssertionKey, AssertionSettings};
-use jsonwebtoken::{EncodingKey, Header};
 
 use crate::auth::Identity;
 use crate::idp::unix_now;
@@ -26,10 +26,20 @@ pub(crate) struct AssertionSigner {
     header_name: http::HeaderName,
     lifetime: Duration,
     jwks_path: String,
-    key: EncodingKey,
-    header: Header,
+    /// Parsed once: building the key pair from PKCS#8 per signature cost
+    /// more than the signature itself.
+    key: SigningKey,
+    /// The JWS header, base64url, rendered once.
+    header: String,
+    rng: SystemRandom,
     /// The JWKS document, rendered once.
     jwks: bytes::Bytes,
+}
+
+enum SigningKey {
+    /// `FIXED` encoding: r ‖ s, as JWS wants (RFC 7518 3.4).
+    Es256(EcdsaKeyPair),
+    EdDsa(Ed25519KeyPair),
 }
 
 /// What one assertion states.
@@ -48,17 +58,18 @@ impl AssertionSigner {
             keys.push(public_jwk(other)?.0);
         }
         let jwks = serde_json::json!({ "keys": keys }).to_string();
-        let (key, alg) = match settings.key.alg {
-            AssertionAlg::Es256 => {
-                (EncodingKey::from_ec_der(settings.key.pkcs8.expose()), jsonwebtoken::Algorithm::ES256)
-            }
+        let unusable = || anyhow::anyhow!("upstream_assertion: {} is not a usable key", settings.key.file.display());
+        let pkcs8 = settings.key.pkcs8.expose();
+        let key = match settings.key.alg {
+            AssertionAlg::Es256 => SigningKey::Es256(
+                EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8).map_err(|_| unusable())?,
+            ),
             AssertionAlg::EdDsa => {
-                (EncodingKey::from_ed_der(settings.key.pkcs8.expose()), jsonwebtoken::Algorithm::EdDSA)
+                SigningKey::EdDsa(Ed25519KeyPair::from_pkcs8_maybe_unchecked(pkcs8).map_err(|_| unusable())?)
             }
         };
-        let mut header = Header::new(alg);
-        header.kid = Some(kid);
-        header.typ = Some("JWT".to_owned());
+        let header = serde_json::json!({ "alg": settings.key.alg.name(), "kid": kid, "typ": "JWT" }).to_string();
+        let header = URL_SAFE_NO_PAD.encode(header);
         Ok(AssertionSigner {
             issuer: settings.issuer.clone(),
             header_name: http::HeaderName::from_bytes(settings.header.as_bytes())?,
@@ -66,6 +77,7 @@ impl AssertionSigner {
             jwks_path: settings.jwks_path.clone(),
             key,
             header,
+            rng: SystemRandom::new(),
             jwks: bytes::Bytes::from(jwks),
         })
     }
@@ -99,7 +111,16 @@ impl AssertionSigner {
             "method": assertion.method,
             "path": assertion.path,
         });
-        jsonwebtoken::encode(&self.header, &claims, &self.key).ok()
+        let mut jwt = self.header.clone();
+        jwt.push('.');
+        URL_SAFE_NO_PAD.encode_string(serde_json::to_vec(&claims).ok()?, &mut jwt);
+        let signature = match &self.key {
+            SigningKey::Es256(pair) => pair.sign(&self.rng, jwt.as_bytes()).ok()?,
+            SigningKey::EdDsa(pair) => pair.sign(jwt.as_bytes()),
+        };
+        jwt.push('.');
+        URL_SAFE_NO_PAD.encode_string(signature.as_ref(), &mut jwt);
+        Some(jwt)
     }
 }
 
