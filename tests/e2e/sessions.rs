@@ -474,6 +474,7 @@ fn the_access_token_is_refreshed_once_per_session_before_it_expires() {
             .iter()
             .any(|(n, v)| n.eq_ignore_ascii_case("set-cookie") && v.starts_with(&format!("{COOKIE}=")));
         assert!(renewed, "each answer carries the refreshed session");
+        assert_eq!(answer.header("cache-control"), Some("private, no-store"), "no shared cache keeps a session");
     }
     assert_eq!(s.metric("portcullis_session_refreshes_total{result=\"ok\"}"), 1.0);
     assert_eq!(s.metric("portcullis_session_refreshes_total{result=\"refused\"}"), 0.0);

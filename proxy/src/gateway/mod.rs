@@ -157,7 +157,13 @@ impl ProxyHttp for Gateway {
         upstream_response: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
-        for cookie in std::mem::take(&mut ctx.session_cookies) {
+        let cookies = std::mem::take(&mut ctx.session_cookies);
+        if !cookies.is_empty() {
+            // A shared cache must never keep (and hand to others) an answer
+            // that carries someone's session.
+            upstream_response.insert_header(http::header::CACHE_CONTROL, "private, no-store")?;
+        }
+        for cookie in cookies {
             upstream_response.append_header(http::header::SET_COOKIE, cookie)?;
         }
         match ctx.runtime.as_ref().and_then(|runtime| runtime.cors_of(ctx.route)) {
