@@ -73,7 +73,9 @@ fn json_field_values(body: &[u8], field: &str) -> Vec<String> {
     deserializer.deserialize_map(Values(field)).unwrap_or_default()
 }
 
-fn decode_form(text: &str) -> Option<String> {
+/// Percent-decode a form or query value (`+` is a space); `None` for a
+/// malformed escape or a result that is not UTF-8.
+pub fn decode_form(text: &str) -> Option<String> {
     let bytes = text.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;

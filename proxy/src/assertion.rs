@@ -52,23 +52,14 @@ pub(crate) struct Assertion<'a> {
 
 impl AssertionSigner {
     pub(crate) fn new(settings: &AssertionSettings) -> anyhow::Result<AssertionSigner> {
-        let (jwk, kid) = public_jwk(&settings.key)?;
+        let key = SigningKey::parse(&settings.key)?;
+        let (jwk, kid) = key.public_jwk()?;
         let mut keys = vec![jwk];
         for other in &settings.published {
-            keys.push(public_jwk(other)?.0);
+            keys.push(SigningKey::parse(other)?.public_jwk()?.0);
         }
         let jwks = serde_json::json!({ "keys": keys }).to_string();
-        let unusable = || anyhow::anyhow!("upstream_assertion: {} is not a usable key", settings.key.file.display());
-        let pkcs8 = settings.key.pkcs8.expose();
-        let key = match settings.key.alg {
-            AssertionAlg::Es256 => SigningKey::Es256(
-                EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8).map_err(|_| unusable())?,
-            ),
-            AssertionAlg::EdDsa => {
-                SigningKey::EdDsa(Ed25519KeyPair::from_pkcs8_maybe_unchecked(pkcs8).map_err(|_| unusable())?)
-            }
-        };
-        let header = serde_json::json!({ "alg": settings.key.alg.name(), "kid": kid, "typ": "JWT" }).to_string();
+        let header = serde_json::json!({ "alg": key.alg().name(), "kid": kid, "typ": "JWT" }).to_string();
         let header = URL_SAFE_NO_PAD.encode(header);
         Ok(AssertionSigner {
             issuer: settings.issuer.clone(),
@@ -124,32 +115,50 @@ impl AssertionSigner {
     }
 }
 
-/// The public JWK of a key, and its RFC 7638 thumbprint (its `kid`).
-fn public_jwk(key: &AssertionKey) -> anyhow::Result<(serde_json::Value, String)> {
-    let unusable = || anyhow::anyhow!("upstream_assertion: {} is not a usable key", key.file.display());
-    let (canonical, mut jwk) = match key.alg {
-        AssertionAlg::Es256 => {
-            let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, key.pkcs8.expose())
-                .map_err(|_| unusable())?;
-            let point = pair.public_key().as_ref();
-            anyhow::ensure!(point.len() == 65, "upstream_assertion: unexpected P-256 point encoding");
-            let (x, y) = (URL_SAFE_NO_PAD.encode(&point[1..33]), URL_SAFE_NO_PAD.encode(&point[33..]));
-            // RFC 7638: the required members, in lexicographic order.
-            let canonical = format!(r#"{{"crv":"P-256","kty":"EC","x":"{x}","y":"{y}"}}"#);
-            (canonical, serde_json::json!({"kty": "EC", "crv": "P-256", "x": x, "y": y}))
-        }
-        AssertionAlg::EdDsa => {
-            let pair = Ed25519KeyPair::from_pkcs8_maybe_unchecked(key.pkcs8.expose()).map_err(|_| unusable())?;
-            let x = URL_SAFE_NO_PAD.encode(pair.public_key().as_ref());
-            let canonical = format!(r#"{{"crv":"Ed25519","kty":"OKP","x":"{x}"}}"#);
-            (canonical, serde_json::json!({"kty": "OKP", "crv": "Ed25519", "x": x}))
-        }
-    };
-    let kid = URL_SAFE_NO_PAD.encode(digest::digest(&digest::SHA256, canonical.as_bytes()));
-    if let Some(members) = jwk.as_object_mut() {
-        members.insert("kid".into(), kid.clone().into());
-        members.insert("alg".into(), key.alg.name().into());
-        members.insert("use".into(), "sig".into());
+impl SigningKey {
+    fn parse(key: &AssertionKey) -> anyhow::Result<SigningKey> {
+        let unusable = || anyhow::anyhow!("upstream_assertion: {} is not a usable key", key.file.display());
+        let pkcs8 = key.pkcs8.expose();
+        Ok(match key.alg {
+            AssertionAlg::Es256 => SigningKey::Es256(
+                EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8).map_err(|_| unusable())?,
+            ),
+            AssertionAlg::EdDsa => {
+                SigningKey::EdDsa(Ed25519KeyPair::from_pkcs8_maybe_unchecked(pkcs8).map_err(|_| unusable())?)
+            }
+        })
     }
-    Ok((jwk, kid))
+
+    fn alg(&self) -> AssertionAlg {
+        match self {
+            SigningKey::Es256(_) => AssertionAlg::Es256,
+            SigningKey::EdDsa(_) => AssertionAlg::EdDsa,
+        }
+    }
+
+    /// The public JWK, and its RFC 7638 thumbprint (its `kid`).
+    fn public_jwk(&self) -> anyhow::Result<(serde_json::Value, String)> {
+        let (canonical, mut jwk) = match self {
+            SigningKey::Es256(pair) => {
+                let point = pair.public_key().as_ref();
+                anyhow::ensure!(point.len() == 65, "upstream_assertion: unexpected P-256 point encoding");
+                let (x, y) = (URL_SAFE_NO_PAD.encode(&point[1..33]), URL_SAFE_NO_PAD.encode(&point[33..]));
+                // RFC 7638: the required members, in lexicographic order.
+                let canonical = format!(r#"{{"crv":"P-256","kty":"EC","x":"{x}","y":"{y}"}}"#);
+                (canonical, serde_json::json!({"kty": "EC", "crv": "P-256", "x": x, "y": y}))
+            }
+            SigningKey::EdDsa(pair) => {
+                let x = URL_SAFE_NO_PAD.encode(pair.public_key().as_ref());
+                let canonical = format!(r#"{{"crv":"Ed25519","kty":"OKP","x":"{x}"}}"#);
+                (canonical, serde_json::json!({"kty": "OKP", "crv": "Ed25519", "x": x}))
+            }
+        };
+        let kid = URL_SAFE_NO_PAD.encode(digest::digest(&digest::SHA256, canonical.as_bytes()));
+        if let Some(members) = jwk.as_object_mut() {
+            members.insert("kid".into(), kid.clone().into());
+            members.insert("alg".into(), self.alg().name().into());
+            members.insert("use".into(), "sig".into());
+        }
+        Ok((jwk, kid))
+    }
 }

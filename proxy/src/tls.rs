@@ -30,6 +30,9 @@ struct Loaded {
     key: Arc<CertifiedKey>,
     /// `notAfter` of the leaf, Unix seconds.
     not_after: u64,
+    /// The private key as read (an upstream client certificate hands it to
+    /// Pingora's connector).
+    key_der: Vec<u8>,
 }
 
 /// The certificates in force.
@@ -119,6 +122,7 @@ fn load_pair(files: &CertificateFiles) -> Result<Loaded, String> {
         return Err(format!("{cert}: no PEM certificate, or {key}: no PEM private key"));
     };
     let provider = CryptoProvider::get_default().ok_or_else(|| "no TLS crypto provider".to_owned())?;
+    let key_der = private_key.secret_der().to_vec();
     let signing =
         provider.key_provider.load_private_key(private_key).map_err(|e| format!("{key}: unusable private key: {e}"))?;
     let leaf = chain.first().ok_or_else(|| format!("{cert}: no certificate"))?;
@@ -128,7 +132,7 @@ fn load_pair(files: &CertificateFiles) -> Result<Loaded, String> {
     if not_after <= unix_now() {
         return Err(format!("{cert}: the certificate expired (notAfter {})", rfc3339(not_after)));
     }
-    Ok(Loaded { key: Arc::new(certified), not_after })
+    Ok(Loaded { key: Arc::new(certified), not_after, key_der })
 }
 
 fn not_after(der: &[u8]) -> Result<u64, String> {
@@ -206,14 +210,10 @@ fn load_ca(path: &Path) -> Result<Arc<pingora::protocols::tls::CaType>, String> 
 fn load_client(files: &CertificateFiles) -> Result<Arc<pingora::utils::tls::CertKey>, String> {
     // The same checks as a listener's pair: the key is the certificate's,
     // the certificate is valid now.
-    load_pair(files)?;
-    let (cert, key) = (path_text(&files.cert), path_text(&files.key));
-    let pair = pingora::tls::load_certs_and_key_files(&cert, &key).map_err(|e| format!("{cert}: {e}"))?;
-    let Some((chain, private_key)) = pair else { return Err(format!("{cert}: no certificate or no key")) };
-    let key_der = private_key.secret_der().to_vec();
-    // What Pingora's connector does with it, checked once here.
-    pingora::tls::PrivateKeyDer::try_from(key_der.clone()).map_err(|e| format!("{key}: {e}"))?;
-    let chain: Vec<Vec<u8>> = chain.iter().map(|c| c.as_ref().to_vec()).collect();
+    let Loaded { key: certified, key_der, .. } = load_pair(files)?;
+    // What Pingora's connector does with the key, checked once here.
+    pingora::tls::PrivateKeyDer::try_from(key_der.clone()).map_err(|e| format!("{}: {e}", files.key.display()))?;
+    let chain: Vec<Vec<u8>> = certified.cert.iter().map(|c| c.as_ref().to_vec()).collect();
     Ok(Arc::new(pingora::utils::tls::CertKey::new(chain, key_der)))
 }
 

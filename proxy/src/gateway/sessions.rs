@@ -174,7 +174,11 @@ fn is_navigation(request: &RequestHeader) -> bool {
     }
     match header("sec-fetch-mode") {
         Some(mode) => mode.eq_ignore_ascii_case("navigate"),
-        None => header("accept").is_some_and(|accept| accept.to_ascii_lowercase().contains("text/html")),
+        None => header("accept").is_some_and(|accept| {
+            accept
+                .split(',')
+                .any(|item| item.split(';').next().is_some_and(|t| t.trim().eq_ignore_ascii_case("text/html")))
+        }),
     }
 }
 

@@ -6,6 +6,8 @@
 //! as `NAME` (the first part), `NAME-1`, `NAME-2`, … and read back by
 //! joining the parts in order until one is missing.
 
+use std::borrow::Cow;
+
 use http::header::COOKIE;
 use pingora::http::RequestHeader;
 
@@ -25,6 +27,11 @@ pub(crate) fn names_with_prefix<'r>(request: &'r RequestHeader, prefix: &'r str)
     pairs(request).map(|(name, _)| name).filter(move |name| name.starts_with(prefix))
 }
 
+/// Whether the request carries a cookie `is_own` claims.
+pub(crate) fn any(request: &RequestHeader, is_own: impl Fn(&str) -> bool) -> bool {
+    pairs(request).any(|(name, _)| is_own(name))
+}
+
 /// Every `name=value` of the request's `Cookie` headers.
 fn pairs(request: &RequestHeader) -> impl Iterator<Item = (&str, &str)> {
     request
@@ -37,18 +44,29 @@ fn pairs(request: &RequestHeader) -> impl Iterator<Item = (&str, &str)> {
 }
 
 /// A value split across `name`, `name-1`, …: joined, and how many parts it
-/// had (so that a shorter rewrite can expire the rest).
-pub(crate) fn find_chunked(request: &RequestHeader, name: &str) -> Option<(String, usize)> {
-    let mut value = find(request, name)?.to_owned();
-    let mut parts = 1;
-    while parts < MAX_CHUNKS {
-        match find(request, &chunk_name(name, parts)) {
-            Some(part) => value.push_str(part),
-            None => break,
-        }
-        parts += 1;
+/// had (so that a shorter rewrite can expire the rest). One pass over the
+/// `Cookie` headers; a one-part value is borrowed, not copied.
+pub(crate) fn find_chunked<'r>(request: &'r RequestHeader, name: &str) -> Option<(Cow<'r, str>, usize)> {
+    let mut found: [Option<&'r str>; MAX_CHUNKS] = [None; MAX_CHUNKS];
+    for (key, value) in pairs(request) {
+        let index = match key.strip_prefix(name) {
+            Some("") => 0,
+            Some(rest) => match rest.strip_prefix('-').and_then(|n| n.parse::<usize>().ok()) {
+                Some(n) if (1..MAX_CHUNKS).contains(&n) => n,
+                _ => continue,
+            },
+            None => continue,
+        };
+        // When a browser sends a name twice (one per path), the first counts.
+        found[index].get_or_insert(value.trim_matches('"'));
     }
-    Some((value, parts))
+    let first = found[0]?;
+    let parts = 1 + found[1..].iter().take_while(|part| part.is_some()).count();
+    if parts == 1 {
+        return Some((Cow::Borrowed(first), 1));
+    }
+    let joined: String = found[..parts].iter().flatten().copied().collect();
+    Some((Cow::Owned(joined), parts))
 }
 
 fn chunk_name(name: &str, index: usize) -> String {
@@ -138,7 +156,7 @@ mod tests {
         let cookies: Vec<String> =
             set[..3].iter().map(|c| c.split(';').next().unwrap_or_default().to_owned()).collect();
         let r = request(&[&cookies.join("; ")]);
-        assert_eq!(find_chunked(&r, "s"), Some((value, 3)));
+        assert_eq!(find_chunked(&r, "s"), Some((Cow::Owned(value), 3)));
         assert!(set_chunked("s", &"v".repeat(CHUNK_BYTES * MAX_CHUNKS + 1), 60, 0).is_none());
     }
 

@@ -223,6 +223,11 @@ impl Sessions {
             .is_some_and(|rest| rest.is_empty() || rest.starts_with('-'))
     }
 
+    /// Whether the request carries any of the proxy's own cookies.
+    pub(crate) fn carries_own_cookie(&self, request: &RequestHeader) -> bool {
+        cookie::any(request, |name| self.is_own_cookie(name))
+    }
+
     /// The IdP's endpoints: configured, else discovered.
     fn endpoints(&self) -> Option<Endpoints> {
         let overrides = &self.settings.endpoints;

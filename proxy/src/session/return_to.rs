@@ -36,8 +36,9 @@ pub(crate) fn safe_return_path<'a>(candidate: &'a str, origin: &str) -> Option<&
     (resolved.origin() == base.origin()).then_some(candidate)
 }
 
-/// Percent-decode a query value (`+` is a space), or `None` when the
-/// result is not UTF-8.
+/// The percent-decoded value of the query parameter `name` (the form
+/// decoding the credential parsers use); `None` when absent, malformed or
+/// not UTF-8.
 pub(crate) fn query_value<'q>(query: &'q str, name: &str) -> Option<Cow<'q, str>> {
     let raw = query.split('&').find_map(|pair| {
         let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
@@ -46,27 +47,7 @@ pub(crate) fn query_value<'q>(query: &'q str, name: &str) -> Option<Cow<'q, str>
     if !raw.contains(['%', '+']) {
         return Some(Cow::Borrowed(raw));
     }
-    let mut out = Vec::with_capacity(raw.len());
-    let bytes = raw.as_bytes();
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'+' => out.push(b' '),
-            b'%' => {
-                let hex = raw.get(i + 1..i + 3).and_then(|h| u8::from_str_radix(h, 16).ok());
-                match hex {
-                    Some(byte) => {
-                        out.push(byte);
-                        i += 2;
-                    }
-                    None => out.push(b'%'),
-                }
-            }
-            other => out.push(other),
-        }
-        i += 1;
-    }
-    String::from_utf8(out).ok().map(Cow::Owned)
+    credentials::form::decode_form(raw).map(Cow::Owned)
 }
 
 #[cfg(test)]

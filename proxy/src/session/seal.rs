@@ -68,17 +68,20 @@ impl Sealer {
 
     /// Open a value sealed for `purpose` by any configured key.
     pub(crate) fn open(&self, purpose: &[u8], sealed: &str) -> Result<Vec<u8>, OpenError> {
-        let bytes = URL_SAFE_NO_PAD.decode(sealed).map_err(|_| OpenError::Malformed)?;
-        if bytes.len() < KEY_ID_LEN + NONCE_LEN + TAG_LEN {
+        let mut bytes = URL_SAFE_NO_PAD.decode(sealed).map_err(|_| OpenError::Malformed)?;
+        const HEAD: usize = KEY_ID_LEN + NONCE_LEN;
+        if bytes.len() < HEAD + TAG_LEN {
             return Err(OpenError::Malformed);
         }
-        let (id, rest) = bytes.split_at(KEY_ID_LEN);
-        let (nonce, body) = rest.split_at(NONCE_LEN);
+        let id = &bytes[..KEY_ID_LEN];
         let key = self.keys.iter().find(|(kid, _)| kid == id).map(|(_, key)| key).ok_or(OpenError::UnknownKey)?;
-        let nonce = Nonce::try_assume_unique_for_key(nonce).map_err(|_| OpenError::Malformed)?;
-        let mut body = body.to_vec();
-        let plain = key.open_in_place(nonce, Aad::from(purpose), &mut body).map_err(|_| OpenError::Forged)?;
-        Ok(plain.to_vec())
+        let nonce = Nonce::try_assume_unique_for_key(&bytes[KEY_ID_LEN..HEAD]).map_err(|_| OpenError::Malformed)?;
+        // Opened where it was decoded: no copy of the ciphertext.
+        let plain_len =
+            key.open_in_place(nonce, Aad::from(purpose), &mut bytes[HEAD..]).map_err(|_| OpenError::Forged)?.len();
+        bytes.drain(..HEAD);
+        bytes.truncate(plain_len);
+        Ok(bytes)
     }
 
     /// Random bytes, base64url: state, nonce, PKCE verifier, session ids.
