@@ -3,7 +3,6 @@
 //! identity metadata the proxy added; the client reports the status code
 //! and metadata its library saw.
 
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
@@ -36,8 +35,8 @@ impl GrpcServer {
             .spawn()
             .expect("starting tests/grpc/grpc_tool.py (python3 with grpcio is needed: pip install grpcio)");
         let stdin = child.stdin.take().expect("stdin");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().expect("stdout")).read_line(&mut line).expect("the ready line");
+        let stdout = child.stdout.take().expect("stdout");
+        let line = crate::ready_line(stdout, "the gRPC server", std::time::Duration::from_secs(30));
         let ready: serde_json::Value = serde_json::from_str(&line)
             .unwrap_or_else(|e| panic!("the gRPC server did not start ({e}): {line:?}; is grpcio installed?"));
         let port = ready["port"].as_u64().and_then(|p| u16::try_from(p).ok()).expect("port");

@@ -91,6 +91,23 @@ pub fn loopback(port: u16) -> SocketAddr {
 }
 
 /// Poll `condition` until it holds or `timeout` passes.
+/// The first line a helper process prints (its ready line), within
+/// `timeout`: a process that never announces itself fails the test instead
+/// of holding it until the runner's limit.
+pub fn ready_line(stdout: impl std::io::Read + Send + 'static, what: &str, timeout: Duration) -> String {
+    let (sender, receiver) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        let read = std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut line).map(|_| line);
+        let _ = sender.send(read);
+    });
+    match receiver.recv_timeout(timeout) {
+        Ok(Ok(line)) => line,
+        Ok(Err(e)) => panic!("reading {what}'s ready line: {e}"),
+        Err(_) => panic!("{what} printed no ready line within {timeout:?}"),
+    }
+}
+
 pub fn wait_until(timeout: Duration, mut condition: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + timeout;
     while Instant::now() < deadline {

@@ -6,7 +6,6 @@
 //! (or `localhost`); its development sign-in page takes any login name and
 //! password. See `tests/idp/README.md`.
 
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
@@ -121,8 +120,7 @@ impl OidcProvider {
             .expect("starting node tests/idp/server.mjs");
         let stdin = child.stdin.take().expect("provider stdin");
         let stdout = child.stdout.take().expect("provider stdout");
-        let mut line = String::new();
-        BufReader::new(stdout).read_line(&mut line).expect("reading the provider's ready line");
+        let line = crate::ready_line(stdout, "the OpenID provider", Duration::from_secs(30));
         let ready: serde_json::Value = serde_json::from_str(&line)
             .unwrap_or_else(|e| panic!("the provider did not announce itself ({e}): {line:?}"));
         let issuer = ready["issuer"].as_str().expect("issuer in ready line").to_owned();
