@@ -95,6 +95,11 @@ pub fn loopback(port: u16) -> SocketAddr {
 /// `timeout`: a process that never announces itself fails the test instead
 /// of holding it until the runner's limit.
 pub fn ready_line(stdout: impl std::io::Read + Send + 'static, what: &str, timeout: Duration) -> String {
+    try_ready_line(stdout, timeout).unwrap_or_else(|why| panic!("{what}: {why}"))
+}
+
+/// [`ready_line`], or why there was none.
+pub fn try_ready_line(stdout: impl std::io::Read + Send + 'static, timeout: Duration) -> Result<String, String> {
     let (sender, receiver) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         let mut line = String::new();
@@ -102,9 +107,9 @@ pub fn ready_line(stdout: impl std::io::Read + Send + 'static, what: &str, timeo
         let _ = sender.send(read);
     });
     match receiver.recv_timeout(timeout) {
-        Ok(Ok(line)) => line,
-        Ok(Err(e)) => panic!("reading {what}'s ready line: {e}"),
-        Err(_) => panic!("{what} printed no ready line within {timeout:?}"),
+        Ok(Ok(line)) => Ok(line),
+        Ok(Err(e)) => Err(format!("reading the ready line: {e}")),
+        Err(_) => Err(format!("no ready line within {timeout:?}")),
     }
 }
 

@@ -100,8 +100,22 @@ impl OidcProvider {
         OidcProvider::start_with(ProviderOptions { ttl_seconds, ..ProviderOptions::default() })
     }
 
+    /// Rarely (twice in hundreds of starts, under load) node started and
+    /// never printed its ready line: one more try, and the first try's
+    /// stderr in the message if that fails too.
     pub fn start_with(options: ProviderOptions) -> OidcProvider {
         ensure_installed();
+        let mut failures = Vec::new();
+        for _ in 0..2 {
+            match OidcProvider::try_start(&options) {
+                Ok(provider) => return provider,
+                Err(why) => failures.push(why),
+            }
+        }
+        panic!("the OpenID provider did not start: {failures:#?}");
+    }
+
+    fn try_start(options: &ProviderOptions) -> Result<OidcProvider, String> {
         let mut command = Command::new("node");
         command.arg(idp_dir().join("server.mjs")).args(["--port", "0", "--ttl", &options.ttl_seconds.to_string()]);
         // The server reads the file before it announces itself, so the file
@@ -112,21 +126,31 @@ impl OidcProvider {
             std::fs::write(&path, jwks).expect("writing the client JWKS");
             command.arg("--client-jwks").arg(path);
         }
+        let stderr_path = jwks_dir.path().join("stderr.log");
+        let stderr = std::fs::File::create(&stderr_path).expect("provider stderr file");
         let mut child = command
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(stderr)
             .spawn()
             .expect("starting node tests/idp/server.mjs");
         let stdin = child.stdin.take().expect("provider stdin");
         let stdout = child.stdout.take().expect("provider stdout");
-        let line = crate::ready_line(stdout, "the OpenID provider", Duration::from_secs(30));
+        let line = match crate::try_ready_line(stdout, Duration::from_secs(20)) {
+            Ok(line) => line,
+            Err(why) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                let output = std::fs::read_to_string(&stderr_path).unwrap_or_default();
+                return Err(format!("{why}; stderr: {output}"));
+            }
+        };
         let ready: serde_json::Value = serde_json::from_str(&line)
             .unwrap_or_else(|e| panic!("the provider did not announce itself ({e}): {line:?}"));
         let issuer = ready["issuer"].as_str().expect("issuer in ready line").to_owned();
         let port = ready["port"].as_u64().and_then(|p| u16::try_from(p).ok()).expect("port in ready line");
         drop(jwks_dir);
-        OidcProvider { child, _stdin: stdin, issuer, addr: crate::loopback(port) }
+        Ok(OidcProvider { child, _stdin: stdin, issuer, addr: crate::loopback(port) })
     }
 
     /// `issuer` + `path`.
