@@ -97,7 +97,7 @@ fn key_file_and_route_mistakes_have_positions() {
     let result = load(&path);
     let lines = diagnostics(&dir, &result);
     let expected = [
-        "portcullis.yaml:9:28: unknown credential kind 'cookie' (defined: api_key, bearer, session)",
+        "portcullis.yaml:9:28: unknown credential kind 'cookie' (defined: api_key, bearer, client_cert, session)",
         "portcullis.yaml:11:18: credentials: [] accepts nothing; omit it to accept every configured kind",
         "portcullis.yaml:12:5: a public route cannot also have credentials",
         "keys/bad.yaml:2:9: API key id 'has_underscore' must be 1 to 64 ASCII letters, digits or '-'",

@@ -105,6 +105,7 @@ mod tests {
             introspection: Some(settings.clone()),
             audience_claims: vec![config::ClaimPath(vec!["aud".into()])],
             required_claims: vec![],
+            require_bound_tokens: false,
         };
         (issuer, settings)
     }

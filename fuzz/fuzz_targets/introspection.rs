@@ -73,6 +73,7 @@ fn fixture() -> &'static Fixture {
             introspection: Some(settings.clone()),
             audience_claims: vec![path("aud")],
             required_claims: vec![],
+            require_bound_tokens: false,
         };
         let any = Issuer { audiences: vec![], any_audience: true, ..strict.clone() };
         Fixture { strict, any, settings, scope_claims }

@@ -7,6 +7,7 @@
 #![forbid(unsafe_code)]
 
 mod claims;
+mod client_cert;
 pub mod cors;
 mod decide;
 mod host;
@@ -17,6 +18,9 @@ mod route;
 mod table;
 
 pub use claims::{decode_segment, ClaimCondition, ClaimId, ClaimValue, ClaimValues, Condition, Literal};
+pub use client_cert::{
+    parse_fingerprint, CertificateRule, CertificateVerdict, ClientCertificate, DistinguishedName, DnError, UriPattern,
+};
 pub use decide::{decide, is_scope_token, Decision, Principal, ScopeSet};
 pub use host::{normalize_host, HostError};
 pub use path::{hex_value, is_canonical_literal, normalize, NormalizedPath, PathError, Segments, MAX_PATH_BYTES};

@@ -73,6 +73,7 @@ fn identity(n: usize) -> Arc<Identity> {
         headers: Box::new([]),
         valid_until: u64::MAX,
         claims: ClaimValues::default(),
+        binding: portcullis::CertificateBinding::Unbound,
     })
 }
 

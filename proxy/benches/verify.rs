@@ -84,6 +84,7 @@ fn issuer(signer: &Signer) -> Issuer {
         introspection: None,
         audience_claims: vec![ClaimPath(vec!["aud".into()])],
         required_claims: Vec::new(),
+        require_bound_tokens: false,
     }
 }
 

@@ -56,6 +56,7 @@ fn identity(n: u32) -> Arc<Identity> {
         ]),
         valid_until: u64::MAX,
         claims: ClaimValues::default(),
+        binding: portcullis::CertificateBinding::Unbound,
     })
 }
 

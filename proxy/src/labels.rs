@@ -78,6 +78,11 @@ label_enum! {
         CrossSiteRefused => "cross_site_refused",
         /// The session store (Redis) could not be read (503).
         SessionUnavailable => "session_unavailable",
+        /// A route requiring a client certificate, over a connection
+        /// without a verified one (403).
+        ClientCertRequired => "client_cert_required",
+        /// A verified client certificate the route does not accept (403).
+        ClientCertRefused => "client_cert_refused",
         BadRequest => "bad_request",
         UpstreamError => "upstream_error",
     }
@@ -112,7 +117,7 @@ mod tests {
         for (position, path) in AuthPath::ALL.iter().enumerate() {
             assert_eq!(path.index(), position);
         }
-        assert_eq!(Outcome::COUNT, 23);
+        assert_eq!(Outcome::COUNT, 25);
         assert_eq!(AuthPath::COUNT, 5);
     }
 

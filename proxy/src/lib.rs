@@ -41,7 +41,9 @@ pub use revoke::{revoke_command, CliRevocation};
 pub use server::{serve, Launch};
 
 // What the benchmark and the memory example measure.
-pub use auth::{digest, AuthSettings, Authenticator, Identity, IssuerState, Revocations, TokenCache};
+pub use auth::{
+    digest, AuthSettings, Authenticator, CertificateBinding, Identity, IssuerState, Revocations, TokenCache,
+};
 pub use idp::{unix_now, IdpClient};
 pub use metrics::Metrics;
 pub use ratelimit::{KeyValue, LimitCounters, Limiter};

@@ -59,6 +59,9 @@ pub struct Metrics {
     /// `unavailable`).
     pub session_refreshes: IntCounterVec,
     pub logouts: IntCounter,
+    /// `notAfter` of each certificate `listen` serves, by file (Unix
+    /// seconds): alert on it minus `time()`.
+    pub tls_certificate_expiry: GaugeVec,
     /// `auth_duration` by [`AuthPath`], resolved once: label lookups take a
     /// lock and a hash per call, too much for every request.
     auth_by_path: [Histogram; AuthPath::COUNT],
@@ -108,6 +111,14 @@ fn unreachable_metric(name: &str, error: prometheus::Error) -> ! {
 }
 
 impl Metrics {
+    /// The certificates in force now, replacing those of the last set.
+    pub(crate) fn record_certificate_expiries(&self, expiries: &[(String, u64)]) {
+        self.tls_certificate_expiry.reset();
+        for (file, not_after) in expiries {
+            self.tls_certificate_expiry.with_label_values(&[file.as_str()]).set(*not_after as f64);
+        }
+    }
+
     pub fn new() -> Metrics {
         let registry = Registry::new();
         let r = &registry;
@@ -160,7 +171,19 @@ impl Metrics {
         );
         let redis_breaker_open =
             int_gauge(r, "portcullis_redis_breaker_open", "1 while Redis calls are skipped after repeated failures.");
+        let tls_certificate_expiry = register(
+            r,
+            GaugeVec::new(
+                Opts::new(
+                    "portcullis_tls_certificate_expiry_timestamp_seconds",
+                    "Unix time at which each certificate served on listen expires, by certificate file.",
+                ),
+                &["file"],
+            )
+            .unwrap_or_else(|e| unreachable_metric("portcullis_tls_certificate_expiry_timestamp_seconds", e)),
+        );
         Metrics {
+            tls_certificate_expiry,
             auth_by_path,
             client_disconnects,
             refused_token_hits,

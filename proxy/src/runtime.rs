@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use arc_swap::ArcSwap;
-use config::{Config, CredentialKinds, Upstream};
+use config::{CertField, Config, CredentialKinds, HeaderValueSource, RouteCertificates, Upstream};
 use http::HeaderName;
 use ipnet::IpNet;
 use policy::cors::CorsPolicy;
@@ -60,6 +60,7 @@ pub(crate) struct Runtime {
     upstreams: Vec<UpstreamTarget>,
     /// Configured identity headers (lower case), set from verified claims.
     identity_headers: Vec<HeaderName>,
+    client_cert_headers: Vec<(HeaderName, CertField)>,
     limiters: Vec<Arc<Limiter>>,
     /// Request metrics per route (same index as the route table).
     route_metrics: Vec<RouteMetrics>,
@@ -129,6 +130,15 @@ impl Runtime {
             .iter()
             .map(|h| HeaderName::from_bytes(h.name.as_bytes()).context("identity header name"))
             .collect::<anyhow::Result<Vec<_>>>()?;
+        let client_cert_headers = config
+            .identity_headers
+            .iter()
+            .zip(&identity_headers)
+            .filter_map(|(header, name)| match header.source {
+                HeaderValueSource::ClientCert(field) => Some((name.clone(), field)),
+                _ => None,
+            })
+            .collect();
         let limiters = carry_limiters(&config, previous, &shared.metrics);
         if let Some(store) = &shared.redis {
             if config.redis.as_ref() != Some(store.settings()) {
@@ -155,7 +165,10 @@ impl Runtime {
         // Last: everything else of this configuration is valid, so the new
         // certificates go into force only with it.
         match (&config.tls, &shared.certificates) {
-            (Some(tls), Some(certificates)) => certificates.replace(tls).map_err(|e| anyhow::anyhow!(e))?,
+            (Some(tls), Some(certificates)) => {
+                certificates.replace(tls).map_err(|e| anyhow::anyhow!(e))?;
+                shared.metrics.record_certificate_expiries(&certificates.expiries());
+            }
             (Some(_), None) => tracing::warn!("'tls' was added; it takes effect at the next restart"),
             (None, Some(_)) => tracing::warn!("'tls' was removed; the listener keeps TLS until a restart"),
             (None, None) => {}
@@ -173,6 +186,7 @@ impl Runtime {
             auth,
             upstreams,
             identity_headers,
+            client_cert_headers,
             limiters,
             redis: shared.redis.clone(),
             revocation_book: Arc::clone(&shared.revocation_book),
@@ -203,6 +217,11 @@ impl Runtime {
         &self.identity_headers
     }
 
+    /// The identity headers that carry client-certificate fields.
+    pub(crate) fn client_cert_headers(&self) -> &[(HeaderName, CertField)] {
+        &self.client_cert_headers
+    }
+
     /// The limit at `index` in the configuration's list.
     pub(crate) fn limiter(&self, index: usize) -> Option<&Limiter> {
         self.limiters.get(index).map(|limiter| &**limiter)
@@ -227,6 +246,11 @@ impl Runtime {
     pub(crate) fn accepted_credentials(&self, route: Option<usize>) -> CredentialKinds {
         let unmatched = CredentialKinds { session: false, ..CredentialKinds::ANY };
         route.and_then(|index| self.config.route_credentials.get(index).copied()).unwrap_or(unmatched)
+    }
+
+    /// The client certificates a route requires, if any.
+    pub(crate) fn client_certs_of(&self, route: Option<usize>) -> Option<&RouteCertificates> {
+        self.config.route_client_certs.get(route?)?.as_ref()
     }
 
     /// The CORS policy of a route, or for requests no route matched the

@@ -47,7 +47,8 @@ impl Ca {
         std::fs::write(
             dir.join("ca.cnf"),
             "[ca]\ndefault_ca = test\n[test]\ndir = .\ndatabase = index.txt\nnew_certs_dir = issued\nserial = serial\n\
-             default_md = sha256\npolicy = any\ncopy_extensions = copy\nunique_subject = no\n[any]\ncommonName = supplied\n",
+             default_md = sha256\npolicy = any\ncopy_extensions = copy\nunique_subject = no\npreserve = yes\n\
+             [any]\ncommonName = supplied\norganizationName = optional\norganizationalUnitName = optional\n",
         )
         .expect("ca config");
         openssl(
@@ -77,34 +78,49 @@ impl Ca {
     /// `from` to `until` seconds from now, written to `out_dir/stem.crt`
     /// and `.key`.
     pub fn issue(&self, out_dir: &Path, stem: &str, names: &[&str], from: i64, until: i64) -> Leaf {
-        let key = out_dir.join(format!("{stem}.key"));
-        let csr = self.dir.join(format!("{stem}.csr"));
-        let cert = out_dir.join(format!("{stem}.crt"));
         let sans: Vec<String> = names
             .iter()
             .map(|n| if n.parse::<std::net::IpAddr>().is_ok() { format!("IP:{n}") } else { format!("DNS:{n}") })
             .collect();
+        let extensions = [format!("subjectAltName={}", sans.join(","))];
+        self.sign(out_dir, stem, &format!("/CN={}", names[0]), &extensions, from, until)
+    }
+
+    /// A client certificate (`extendedKeyUsage = clientAuth`) for
+    /// `subject` (`/CN=…/O=…`) with subject alternative names as openssl
+    /// writes them (`URI:spiffe://…`, `DNS:…`), valid for a day.
+    pub fn issue_client(&self, out_dir: &Path, stem: &str, subject: &str, sans: &[&str]) -> Leaf {
+        let mut extensions = vec!["extendedKeyUsage=clientAuth".to_owned()];
+        if !sans.is_empty() {
+            extensions.push(format!("subjectAltName={}", sans.join(",")));
+        }
+        self.sign(out_dir, stem, subject, &extensions, -60, 86_400)
+    }
+
+    fn sign(&self, out_dir: &Path, stem: &str, subject: &str, extensions: &[String], from: i64, until: i64) -> Leaf {
+        let key = out_dir.join(format!("{stem}.key"));
+        let csr = self.dir.join(format!("{stem}.csr"));
+        let cert = out_dir.join(format!("{stem}.crt"));
         let (key_text, csr_text, cert_text) = (path(&key), path(&csr), path(&cert));
-        openssl(
-            &[
-                "req",
-                "-new",
-                "-newkey",
-                "ec",
-                "-pkeyopt",
-                "ec_paramgen_curve:P-256",
-                "-nodes",
-                "-keyout",
-                &key_text,
-                "-out",
-                &csr_text,
-                "-subj",
-                &format!("/CN={}", names[0]),
-                "-addext",
-                &format!("subjectAltName={}", sans.join(",")),
-            ],
-            &self.dir,
-        );
+        let mut request: Vec<&str> = vec![
+            "req",
+            "-new",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-keyout",
+            &key_text,
+            "-out",
+            &csr_text,
+            "-subj",
+            subject,
+        ];
+        for extension in extensions {
+            request.extend(["-addext", extension.as_str()]);
+        }
+        openssl(&request, &self.dir);
         openssl(
             &[
                 "ca",
@@ -143,6 +159,28 @@ pub fn served_serial(addr: std::net::SocketAddr, server_name: &str) -> String {
     );
     let output = Command::new("sh").args(["-c", &script]).output().expect("openssl s_client");
     String::from_utf8_lossy(&output.stdout).trim().trim_start_matches("serial=").to_owned()
+}
+
+/// SHA-256 of a certificate's DER: its fingerprint, and RFC 8705's
+/// `x5t#S256` once base64url-encoded.
+pub fn sha256_of(cert: &Path) -> [u8; 32] {
+    let output = Command::new("sh")
+        .arg("-c")
+        .arg("openssl x509 -outform DER -in \"$0\" | openssl dgst -sha256 -binary")
+        .arg(cert)
+        .output()
+        .expect("openssl dgst");
+    output.stdout.try_into().expect("a SHA-256 digest")
+}
+
+/// A certificate's subject as `openssl x509 -nameopt RFC2253` writes it.
+pub fn subject_rfc2253(cert: &Path) -> String {
+    let output = Command::new("openssl")
+        .args(["x509", "-noout", "-subject", "-nameopt", "RFC2253", "-in"])
+        .arg(cert)
+        .output()
+        .expect("openssl x509");
+    String::from_utf8_lossy(&output.stdout).trim().trim_start_matches("subject=").to_owned()
 }
 
 /// The serial number of a certificate file (hex).

@@ -19,7 +19,7 @@ mod tls;
 pub(crate) use assertion::AssertionFile;
 pub(crate) use replicas::{RedisFile, RevocationFile};
 pub(crate) use sessions::{PrivateKeyJwtFile, SessionCookieFile, SessionsFile};
-pub(crate) use tls::TlsFile;
+pub(crate) use tls::{ClientCertsFile, TlsFile};
 
 pub(crate) type Text = Spanned<String>;
 
@@ -168,6 +168,8 @@ pub(crate) struct IssuerFile {
     pub audience_claims: Option<Spanned<Vec<Text>>>,
     /// Claim path → the value, or values, every token of the issuer must carry.
     pub required_claims: Option<Spanned<OrderedMap<Spanned<ClaimValuesFile>>>>,
+    /// Only certificate-bound tokens (RFC 8705 `cnf.x5t#S256`) are accepted.
+    pub require_bound_tokens: Option<Spanned<bool>>,
 }
 
 /// A `required_claims` value: a string or boolean, or a list of them.
@@ -317,6 +319,8 @@ pub(crate) struct RouteFile {
     pub cors: Option<Spanned<CorsFile>>,
     /// A browser navigation without a session is sent to sign in.
     pub browser_login: Option<Spanned<bool>>,
+    /// A verified client certificate is required, one of these.
+    pub client_certs: Option<Spanned<ClientCertsFile>>,
 }
 
 /// One claim condition as written: a scalar the claim must equal (a string

@@ -132,6 +132,9 @@ pub struct Issuer {
     /// Claims every token of this issuer must carry with one of the given
     /// values (how an IdP's ID tokens are told from its access tokens).
     pub required_claims: Vec<RequiredClaim>,
+    /// Tokens must be bound to the client certificate of the connection
+    /// they arrive on (RFC 8705); unbound ones are refused.
+    pub require_bound_tokens: bool,
 }
 
 impl Issuer {

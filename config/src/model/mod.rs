@@ -67,6 +67,9 @@ pub struct Config {
     pub api_keys: Option<ApiKeys>,
     /// The credential kinds each route accepts (same index as `routes`).
     pub route_credentials: Vec<CredentialKinds>,
+    /// The client certificates each route requires (same index as
+    /// `routes`; `None`: no certificate needed).
+    pub route_client_certs: Vec<Option<RouteCertificates>>,
     /// The override headers each route lets through (same index as
     /// `routes`, names from [`METHOD_OVERRIDE_HEADERS`] and
     /// [`URL_OVERRIDE_HEADERS`]); the policy then decides on the overridden
@@ -294,6 +297,31 @@ pub enum HeaderValueSource {
     /// The verified scope set, space-joined.
     Scopes,
     Claim(ClaimPath),
+    /// A fact of the connection's verified client certificate
+    /// (`client_cert:subject` …), not of the token.
+    ClientCert(CertField),
+}
+
+/// What a client-certificate identity header carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CertField {
+    /// The subject, RFC 4514.
+    Subject,
+    /// The first URI SAN (a SPIFFE ID).
+    Uri,
+    /// The first DNS SAN.
+    Dns,
+    /// SHA-256 fingerprint, lower-case hex.
+    Sha256,
+}
+
+impl CertField {
+    pub const ALL: [(&'static str, CertField); 4] = [
+        ("subject", CertField::Subject),
+        ("uri", CertField::Uri),
+        ("dns", CertField::Dns),
+        ("sha256", CertField::Sha256),
+    ];
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -16,6 +16,28 @@ pub struct TlsSettings {
     /// A plain-HTTP listener answering every request with a redirect to
     /// HTTPS.
     pub redirect_listen: Option<SocketAddr>,
+    /// Client certificates (mTLS), when `client_ca` is set.
+    pub client_auth: Option<ClientCertAuth>,
+}
+
+/// `tls.client_ca` and `tls.client_auth`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientCertAuth {
+    /// PEM bundle of the CAs client certificates must chain to.
+    pub ca_file: PathBuf,
+    /// A handshake without a client certificate fails; else it succeeds
+    /// and only routes with `client_certs:` refuse the request.
+    pub required: bool,
+    pub position: Position,
+}
+
+/// `client_certs:` on a route.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteCertificates {
+    pub rule: policy::CertificateRule,
+    /// `credentials: [client_cert]`: the certificate alone admits the
+    /// request; no token is looked at.
+    pub alone: bool,
 }
 
 /// A certificate chain and its key, as files (read when the configuration

@@ -107,6 +107,7 @@ impl Validator<'_> {
             introspection,
             audience_claims,
             required_claims,
+            require_bound_tokens: file.require_bound_tokens.as_ref().is_some_and(|b| b.value),
         })
     }
 

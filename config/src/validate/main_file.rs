@@ -22,8 +22,8 @@ use super::{resolve, Names, Validator};
 use crate::diag::{Position, Positioned, Reporter};
 use crate::file::{ConfigFile, OrderedMap, RouteFile, ShutdownFile, Text, UpstreamFile};
 use crate::model::{
-    CertificateFiles, Config, ForwardedHeader, HeaderValueSource, IdentityHeader, Issuer, LogFormat, LogSettings,
-    Upstream, UpstreamTls,
+    CertField, CertificateFiles, Config, ForwardedHeader, HeaderValueSource, IdentityHeader, Issuer, LogFormat,
+    LogSettings, Upstream, UpstreamTls,
 };
 
 const DEFAULT_LISTEN: &str = "0.0.0.0:8080";
@@ -107,6 +107,7 @@ impl Validator<'_> {
         let names = Names {
             api_keys: api_keys.is_some(),
             sessions: file.sessions.is_some(),
+            client_ca: file.tls.as_ref().is_some_and(|t| t.value.client_ca.is_some()),
             key_issuers: key_issuers.into_iter().enumerate().map(|(i, name)| (name, i)).collect(),
             upstreams: resolve(declared_upstreams, &upstreams, |u| &u.name),
             issuers: issuer_names,
@@ -138,6 +139,7 @@ impl Validator<'_> {
             policy_globs: Vec::new(),
             api_keys,
             route_credentials: Vec::new(),
+            route_client_certs: Vec::new(),
             route_overrides: Vec::new(),
             cors,
             route_cors: Vec::new(),
@@ -336,6 +338,17 @@ fn identity_headers(file: Option<OrderedMap<Text>>, r: &mut Reporter<'_>) -> Vec
         }
         let source = if claim.value == "scopes" {
             HeaderValueSource::Scopes
+        } else if let Some(field) = claim.value.strip_prefix("client_cert:") {
+            match CertField::ALL.iter().find(|(name, _)| *name == field) {
+                Some((_, field)) => HeaderValueSource::ClientCert(*field),
+                None => {
+                    r.error(
+                        &claim,
+                        format!("'{}': client_cert: is followed by subject, uri, dns or sha256", claim.value),
+                    );
+                    continue;
+                }
+            }
         } else {
             match claim_path(&claim, r) {
                 Some(path) => HeaderValueSource::Claim(path),

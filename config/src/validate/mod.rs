@@ -58,6 +58,8 @@ pub(crate) struct Names {
     api_keys: bool,
     /// `sessions` is configured (browser sign-in).
     sessions: bool,
+    /// `tls.client_ca` is set: routes may require client certificates.
+    client_ca: bool,
     /// `api_keys.issuers`: name → index (routes name them in `issuers`).
     key_issuers: HashMap<String, usize>,
     upstreams: HashMap<String, Option<usize>>,

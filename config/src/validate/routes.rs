@@ -4,7 +4,10 @@
 
 use std::collections::HashMap;
 
-use policy::{Access, HostPattern, HostSet, IssuerId, Method, MethodSet, PathPattern, Requirement, RouteSpec};
+use policy::{
+    parse_fingerprint, Access, CertificateRule, DistinguishedName, HostPattern, HostSet, IssuerId, Method, MethodSet,
+    PathPattern, Requirement, RouteSpec, UriPattern,
+};
 use serde_saphyr::{Location, Spanned};
 
 use super::claims::claim_conditions;
@@ -12,10 +15,10 @@ use super::cors::cors;
 use super::values::is_token_byte;
 use super::{count_errors, known, Names};
 use crate::diag::{Position, Positioned, Reporter};
-use crate::file::{RouteFile, Text};
+use crate::file::{ClientCertsFile, RouteFile, Text};
 use crate::model::{
-    key_issuer, ClaimPath, Config, CredentialKind, CredentialKinds, RateKey, METHOD_OVERRIDE_HEADERS,
-    URL_OVERRIDE_HEADERS,
+    key_issuer, ClaimPath, Config, CredentialKind, CredentialKinds, RateKey, RouteCertificates,
+    METHOD_OVERRIDE_HEADERS, URL_OVERRIDE_HEADERS,
 };
 
 /// Validate routes from one file, resolving names against the main file,
@@ -31,7 +34,10 @@ pub(crate) fn add_routes(config: &mut Config, names: &Names, routes: Vec<Spanned
             None => config.cors.clone(),
         };
         let browser_login = browser_login(&route, names, r);
-        if let Some((Positioned { value, position }, credentials)) = route_spec(route, config, names, &mut claims, r) {
+        if let Some((Positioned { value, position }, credentials, certificates)) =
+            route_spec(route, config, names, &mut claims, r)
+        {
+            config.route_client_certs.push(certificates);
             config.route_browser_login.push(browser_login);
             config.routes.push(value);
             config.route_origins.push(position);
@@ -79,7 +85,7 @@ fn route_spec(
     names: &Names,
     claims: &mut Vec<ClaimPath>,
     r: &mut Reporter<'_>,
-) -> Option<(Positioned<RouteSpec>, CredentialKinds)> {
+) -> Option<(Positioned<RouteSpec>, CredentialKinds, Option<RouteCertificates>)> {
     let errors_before = count_errors(r);
     let location = entry.referenced;
     let route = &entry.value;
@@ -89,18 +95,69 @@ fn route_spec(
     let hosts = HostSet(route.hosts.iter().flatten().filter_map(|h| host_pattern(h, check.r)).collect());
     let upstream = check.upstream();
     let public = route.public.as_ref().is_some_and(|p| p.value);
-    let access = if public { check.public_access() } else { check.protected(pattern.as_ref(), claims) };
+    // `credentials: [client_cert]`: the certificate alone admits, no token
+    // is looked at (decided like a public route, after the certificate).
+    let cert_alone = !public && route.credentials.iter().flat_map(|l| &l.value).any(|n| n.value == CLIENT_CERT);
+    let access = if public {
+        check.public_access()
+    } else if cert_alone {
+        check.certificate_access()
+    } else {
+        check.protected(pattern.as_ref(), claims)
+    };
     if route.any_scopes.as_ref().is_some_and(Vec::is_empty) {
         check.r.error_at(location, "any_scopes: [] can never be satisfied; omit it instead");
     }
-    let rate_limits = check.rate_limits(config, public);
-    let credentials = check.credentials(public);
+    let rate_limits = check.rate_limits(config, public || cert_alone);
+    let credentials = if cert_alone { CredentialKinds::NONE } else { check.credentials(public) };
+    let certificates = check.client_certs(public, cert_alone);
     let name = check.name(&methods);
     if check.failed || count_errors(r) > errors_before {
         return None;
     }
     let value = RouteSpec { name, pattern: pattern?, methods, hosts, access, upstream: upstream?, rate_limits };
-    Some((Positioned { value, position: Position::new(r.file, location) }, credentials))
+    Some((Positioned { value, position: Position::new(r.file, location) }, credentials, certificates))
+}
+
+/// The credential kind of a route admitted by its client certificate.
+const CLIENT_CERT: &str = "client_cert";
+
+fn list(items: &Option<Vec<Text>>) -> impl Iterator<Item = &Text> {
+    items.iter().flatten()
+}
+
+fn certificate_rule(file: &ClientCertsFile, r: &mut Reporter<'_>) -> CertificateRule {
+    let mut rule = CertificateRule::default();
+    for text in list(&file.subjects) {
+        match DistinguishedName::parse(&text.value) {
+            Ok(name) => rule.subjects.push(name),
+            Err(e) => r.error(text, format!("'{}' is not a distinguished name (CN=…,O=…): {e}", text.value)),
+        }
+    }
+    for text in list(&file.dns_names) {
+        if let Some(pattern) = host_pattern(text, r) {
+            rule.dns_names.push(pattern);
+        }
+    }
+    for text in list(&file.uris) {
+        let valid = text.value.split_once("://").is_some_and(|(scheme, rest)| {
+            !scheme.is_empty() && !rest.is_empty() && text.value.bytes().all(|b| b.is_ascii_graphic())
+        });
+        if valid {
+            rule.uris.push(UriPattern::new(&text.value));
+        } else {
+            r.error(text, format!("'{}' is not a URI (scheme://…, or a prefix ending in /*)", text.value));
+        }
+    }
+    for text in list(&file.fingerprints) {
+        match parse_fingerprint(&text.value) {
+            Some(print) => rule.fingerprints.push(print),
+            None => {
+                r.error(text, format!("'{}' is not a SHA-256 fingerprint (64 hex digits, ':' allowed)", text.value))
+            }
+        }
+    }
+    rule
 }
 
 /// One route being checked: the entry, where it starts, what it may name.
@@ -167,6 +224,55 @@ impl RouteCheck<'_, '_> {
         Access::Public
     }
 
+    /// `credentials: [client_cert]`: nothing about tokens applies.
+    fn certificate_access(&mut self) -> Access {
+        let route = self.route;
+        if let Some(list) = &route.credentials {
+            if list.value.len() > 1 {
+                let message = "client_cert stands alone in credentials; to require a certificate and a token, \
+                               keep client_certs: and list the token kinds instead";
+                self.r.error(list, message);
+            }
+        }
+        for (field, present) in [
+            ("scopes", route.scopes.is_some()),
+            ("any_scopes", route.any_scopes.is_some()),
+            ("issuers", route.issuers.is_some()),
+            ("claims", route.claims.is_some()),
+            ("browser_login", route.browser_login.is_some()),
+        ] {
+            if present {
+                let message = format!("a route admitted by its client certificate alone cannot also have {field}");
+                self.r.error_at(self.location, message);
+            }
+        }
+        Access::Public
+    }
+
+    /// `client_certs:`: which verified client certificates the route takes.
+    fn client_certs(&mut self, public: bool, alone: bool) -> Option<RouteCertificates> {
+        let Some(section) = &self.route.client_certs else {
+            if alone {
+                let message = "credentials: [client_cert] needs client_certs: (which certificates are accepted)";
+                self.r.error_at(self.location, message);
+            }
+            return None;
+        };
+        if public {
+            let message =
+                "a public route takes no credential; for a certificate alone write credentials: [client_cert]";
+            self.r.error(section, message);
+        }
+        if !self.names.client_ca {
+            self.r.error(
+                section,
+                "client_certs needs tls.client_ca in the main file (the CAs client certificates chain to)",
+            );
+        }
+        let rule = certificate_rule(&section.value, self.r);
+        Some(RouteCertificates { rule, alone })
+    }
+
     fn protected(&mut self, pattern: Option<&PathPattern>, claims: &mut Vec<ClaimPath>) -> Access {
         let (route, names) = (self.route, self.names);
         let issuers = route.issuers.as_ref().map(|list| {
@@ -229,7 +335,9 @@ impl RouteCheck<'_, '_> {
         let mut kinds = CredentialKinds::NONE;
         for name in &list.value {
             let message = match CredentialKind::ALL.into_iter().find(|kind| kind.name() == name.value) {
-                None => format!("unknown credential kind '{}' (defined: api_key, bearer, session)", name.value),
+                None => {
+                    format!("unknown credential kind '{}' (defined: api_key, bearer, client_cert, session)", name.value)
+                }
                 Some(CredentialKind::Bearer) if !configured.bearer => "bearer: no issuers are configured".to_owned(),
                 Some(CredentialKind::ApiKey) if !configured.api_key => {
                     "api_key: no api_keys section is configured".to_owned()

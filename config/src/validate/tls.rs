@@ -10,7 +10,7 @@ use serde_saphyr::{Location, Spanned};
 use super::values::socket_addr;
 use crate::diag::{Position, Reporter};
 use crate::file::{Text, TlsFile};
-use crate::model::{CertificateFiles, NamedCertificate, TlsSettings};
+use crate::model::{CertificateFiles, ClientCertAuth, NamedCertificate, TlsSettings};
 
 /// The `tls:` section and the files it names (they join the sources a
 /// reload watches); `None` when absent or invalid (reported).
@@ -53,10 +53,38 @@ pub(super) fn tls(
         }
     }
     let redirect_listen = t.redirect_listen.as_ref().and_then(|text| socket_addr(text, r));
+    let client_auth = client_auth(t, base, r);
+    if let Some(auth) = &client_auth {
+        sources.push(auth.ca_file.clone());
+    }
     if super::count_errors(r) > errors_before {
         return None;
     }
-    Some((TlsSettings { default: default?, named, redirect_listen }, sources))
+    Some((TlsSettings { default: default?, named, redirect_listen, client_auth }, sources))
+}
+
+/// `client_ca` and `client_auth` (which needs `client_ca`). Whether the
+/// bundle holds usable certificates is checked by the proxy, which parses it.
+fn client_auth(t: &TlsFile, base: &Path, r: &mut Reporter<'_>) -> Option<ClientCertAuth> {
+    let required = match &t.client_auth {
+        None => true,
+        Some(text) => match text.value.as_str() {
+            "required" => true,
+            "optional" => false,
+            other => {
+                r.error(text, format!("client_auth is 'required' or 'optional', not '{other}'"));
+                true
+            }
+        },
+    };
+    let Some(ca) = &t.client_ca else {
+        if let Some(text) = &t.client_auth {
+            r.error(text, "client_auth needs client_ca: the CA bundle client certificates are verified against");
+        }
+        return None;
+    };
+    let ca_file = readable(ca, base, "client CA", r)?;
+    Some(ClientCertAuth { ca_file, required, position: Position::new(r.file, ca.referenced) })
 }
 
 fn readable(text: &Text, base: &Path, what: &str, r: &mut Reporter<'_>) -> Option<std::path::PathBuf> {

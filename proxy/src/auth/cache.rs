@@ -102,6 +102,7 @@ mod tests {
             headers: Box::new([]),
             valid_until: u64::MAX,
             claims: policy::ClaimValues::default(),
+            binding: crate::auth::CertificateBinding::Unbound,
         })
     }
 

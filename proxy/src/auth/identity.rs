@@ -30,6 +30,34 @@ pub struct Identity {
     pub valid_until: u64,
     /// The values of the claims route conditions read (and only those).
     pub claims: ClaimValues,
+    /// RFC 8705: the client certificate the token is bound to.
+    pub binding: CertificateBinding,
+}
+
+/// What a token's `cnf` claim binds it to (RFC 8705 section 3.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CertificateBinding {
+    /// No `cnf.x5t#S256`: a plain bearer token.
+    Unbound,
+    /// SHA-256 of the certificate the client must present.
+    Certificate([u8; 32]),
+    /// A `cnf.x5t#S256` that is not a base64url SHA-256: no certificate
+    /// can match it.
+    Unusable,
+}
+
+impl CertificateBinding {
+    fn of(claims: &Map<String, Value>) -> CertificateBinding {
+        use base64::Engine as _;
+        let Some(thumbprint) = claims.get("cnf").and_then(|cnf| cnf.get("x5t#S256")) else {
+            return CertificateBinding::Unbound;
+        };
+        let decoded = thumbprint
+            .as_str()
+            .and_then(|text| base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(text).ok())
+            .and_then(|bytes| <[u8; 32]>::try_from(bytes).ok());
+        decoded.map_or(CertificateBinding::Unusable, CertificateBinding::Certificate)
+    }
 }
 
 /// Turns verified claims into an [`Identity`] under one configuration's
@@ -82,6 +110,8 @@ impl IdentityMaker {
                         claims::safe_header_value(&scopes.iter().collect::<Vec<_>>().join(" "))
                     }
                     HeaderValueSource::Claim(path) => claims::lookup(claims, path).and_then(claims::header_value),
+                    // Set from the connection, not the credential.
+                    HeaderValueSource::ClientCert(_) => None,
                 }?;
                 Some((u16::try_from(index).ok()?, value))
             })
@@ -102,6 +132,7 @@ impl IdentityMaker {
             headers,
             valid_until: verified.valid_until,
             claims: ClaimValues(condition_values),
+            binding: CertificateBinding::of(claims),
         }
     }
 }
@@ -149,6 +180,21 @@ pub(crate) fn condition_value(value: &Value) -> ClaimValue {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn certificate_bindings() {
+        let of = |json: &str| CertificateBinding::of(&serde_json::from_str(json).unwrap());
+        assert_eq!(of(r#"{"sub": "a"}"#), CertificateBinding::Unbound);
+        let thumbprint = "A".repeat(43);
+        assert_eq!(
+            of(&format!(r#"{{"cnf": {{"x5t#S256": "{thumbprint}"}}}}"#)),
+            CertificateBinding::Certificate([0; 32])
+        );
+        assert_eq!(of(r#"{"cnf": {"x5t#S256": "short"}}"#), CertificateBinding::Unusable);
+        assert_eq!(of(r#"{"cnf": {"x5t#S256": 7}}"#), CertificateBinding::Unusable);
+        // Other confirmation methods (DPoP's jkt) do not bind to a certificate.
+        assert_eq!(of(r#"{"cnf": {"jkt": "abc"}}"#), CertificateBinding::Unbound);
+    }
 
     #[test]
     fn claims_become_condition_values() {

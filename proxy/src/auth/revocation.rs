@@ -220,6 +220,7 @@ mod tests {
             headers: Box::new([]),
             valid_until: u64::MAX,
             claims: ClaimValues(Vec::new()),
+            binding: crate::auth::CertificateBinding::Unbound,
         }
     }
 

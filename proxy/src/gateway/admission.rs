@@ -13,6 +13,7 @@ use super::respond::Denied;
 use super::{client, hygiene, limits, overrides, routing, sessions};
 use crate::labels::Outcome;
 use crate::runtime::Runtime;
+use crate::tls;
 
 /// A request admission lets through or answers itself without refusing.
 pub(crate) enum Admitted {
@@ -62,15 +63,26 @@ async fn admit_request(session: &mut Session, runtime: &Runtime, ctx: &mut Reque
     ctx.route = routed.route;
     ctx.forwarded_target = routed.forwarded_target;
     let route = routed.route.and_then(|index| runtime.routes().routes().get(index));
-
+    // The route's client certificates first: a local comparison, cheaper
+    // than anything after it.
+    let connection = tls::connection_tls(session);
+    let certificate = tls::client_certificate(connection.as_deref());
+    let certificates = runtime.client_certs_of(routed.route);
+    if let Some(required) = certificates {
+        if let Some(denied) = Denied::client_certificate(required.rule.verdict(certificate)) {
+            return Err(denied);
+        }
+    }
     if let Some(route) = route {
         limits::before_authentication(session, runtime, route, ctx.client_ip).await?;
         if matches!(route.access, Access::Public) {
-            return Ok(Outcome::Public);
+            // `credentials: [client_cert]`: admitted by the certificate.
+            let alone = certificates.is_some_and(|c| c.alone);
+            return Ok(if alone { Outcome::Allow } else { Outcome::Public });
         }
     }
     let accepts = runtime.accepted_credentials(routed.route);
-    let target = Target { index: routed.route, route, path: routed.path.as_ref() };
+    let target = Target { index: routed.route, route, path: routed.path.as_ref(), certificate };
     let authorized = authenticate::authorize(session.req_header(), ctx.client_ip, runtime, target, accepts).await?;
     if let Some(route) = route {
         limits::by_subject(runtime, route, &authorized.identity)

@@ -10,12 +10,12 @@ use std::time::Instant;
 
 use config::CredentialKinds;
 use pingora::http::RequestHeader;
-use policy::{decide, NormalizedPath, Principal, Route};
+use policy::{decide, ClientCertificate, NormalizedPath, Principal, Route};
 
 use super::respond::Denied;
 use super::sessions::{self, SessionAuth};
 use crate::auth::source::CredentialKind;
-use crate::auth::{Identity, Scheme};
+use crate::auth::{AuthError, Authenticator, CertificateBinding, Identity, Scheme};
 use crate::metrics::observe_since;
 use crate::runtime::Runtime;
 
@@ -26,11 +26,13 @@ pub(crate) struct Authorized {
     pub(crate) cookies: Vec<String>,
 }
 
-/// Where the request is going, as admission routed it.
+/// Where the request is going, as admission routed it, and over what.
 pub(crate) struct Target<'a> {
     pub(crate) index: Option<usize>,
     pub(crate) route: Option<&'a Route>,
     pub(crate) path: Option<&'a NormalizedPath<'a>>,
+    /// The connection's verified client certificate (mTLS).
+    pub(crate) certificate: Option<&'a ClientCertificate>,
 }
 
 /// The verified identity the request may proceed with, or the refusal.
@@ -49,6 +51,10 @@ pub(crate) async fn authorize(
         Some(presented) => {
             let scheme = if presented.kind == CredentialKind::ApiKey { Scheme::ApiKey } else { Scheme::Bearer };
             let (result, path) = auth.authenticate_from(presented, client).await;
+            let result = match scheme {
+                Scheme::Bearer => result.and_then(|identity| bound_to(identity, target.certificate, auth)),
+                Scheme::ApiKey => result,
+            };
             (result, path, scheme, Vec::new())
         }
         None => match sessions::authenticate(request, client, runtime, accepts).await? {
@@ -75,5 +81,35 @@ pub(crate) async fn authorize(
     match Denied::by_policy(decision, challenges, scheme) {
         Some(denied) => Err(denied.with_cookies(cookies)),
         None => Ok(Authorized { identity, cookies }),
+    }
+}
+
+/// RFC 8705 section 3: a certificate-bound token is accepted only over a
+/// connection whose client certificate has the token's `x5t#S256`, and an
+/// issuer with `require_bound_tokens` has no other kind. (A session's
+/// token is portcullis's own, never presented by the browser: not here.)
+fn bound_to(
+    identity: Arc<Identity>,
+    certificate: Option<&ClientCertificate>,
+    auth: &Authenticator,
+) -> Result<Arc<Identity>, AuthError> {
+    match identity.binding {
+        CertificateBinding::Certificate(thumbprint) if certificate.is_some_and(|c| c.sha256 == thumbprint) => {
+            Ok(identity)
+        }
+        CertificateBinding::Certificate(_) => {
+            Err(AuthError::InvalidToken("the token is bound to a client certificate this connection did not present"))
+        }
+        CertificateBinding::Unusable => {
+            Err(AuthError::InvalidToken("the token's certificate binding (cnf.x5t#S256) is not a SHA-256 thumbprint"))
+        }
+        CertificateBinding::Unbound => {
+            let issuer = auth.issuers().get(identity.issuer.0);
+            if issuer.is_some_and(|state| state.config().require_bound_tokens) {
+                Err(AuthError::InvalidToken("this issuer's tokens must be bound to a client certificate"))
+            } else {
+                Ok(identity)
+            }
+        }
     }
 }

@@ -123,7 +123,9 @@ impl ProxyHttp for Gateway {
         match &ctx.runtime {
             Some(runtime) => {
                 let seen = client::seen(session, runtime.trusted_proxies(), ctx.client_ip);
-                upstream::rewrite(upstream_request, runtime, ctx, seen)
+                let connection = crate::tls::connection_tls(session);
+                let certificate = crate::tls::client_certificate(connection.as_deref());
+                upstream::rewrite(upstream_request, runtime, ctx, seen, certificate)
             }
             None => Error::e_explain(ErrorType::InternalError, "request reached the upstream phase undecided"),
         }

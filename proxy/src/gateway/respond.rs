@@ -8,7 +8,7 @@ use std::borrow::Cow;
 
 use credentials::bearer::BearerError;
 use pingora::{Error, ErrorSource, ErrorType};
-use policy::Decision;
+use policy::{CertificateVerdict, Decision};
 
 use crate::auth::source::api_key::ApiKeyError;
 use crate::auth::source::PresentationError;
@@ -43,6 +43,27 @@ impl Denied {
             text.push_str(challenge);
         }
         text
+    }
+
+    /// A route's `client_certs:` not met. 403 rather than 401: a 401 must
+    /// carry a challenge (RFC 9110 section 15.5.2), and no HTTP
+    /// authentication scheme asks for a TLS client certificate; the
+    /// client has to reconnect with one.
+    pub(crate) fn client_certificate(verdict: CertificateVerdict) -> Option<Denied> {
+        let (outcome, error, description) = match verdict {
+            CertificateVerdict::Accepted => return None,
+            CertificateVerdict::Missing => (
+                Outcome::ClientCertRequired,
+                "client_certificate_required",
+                "this route requires a client certificate (TLS), and the connection presented none",
+            ),
+            CertificateVerdict::NotAllowed => (
+                Outcome::ClientCertRefused,
+                "client_certificate_not_allowed",
+                "the client certificate is not one this route accepts",
+            ),
+        };
+        Some(Denied::new(outcome, Rejection::new(403, error, description)))
     }
 
     /// A request the proxy will not read as one thing: 400 (or 414/431).

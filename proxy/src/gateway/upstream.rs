@@ -9,11 +9,13 @@
 
 use std::time::Duration;
 
+use config::CertField;
 use http::header::{AUTHORIZATION, CONNECTION};
 use http::{HeaderName, HeaderValue};
 use pingora::http::RequestHeader;
 use pingora::upstreams::peer::HttpPeer;
 use pingora::Result;
+use policy::ClientCertificate;
 
 use super::forwarding::{self, same_header, Seen};
 use super::request::RequestCtx;
@@ -50,6 +52,7 @@ pub(super) fn rewrite(
     runtime: &Runtime,
     ctx: &RequestCtx,
     seen: Option<Seen>,
+    certificate: Option<&ClientCertificate>,
 ) -> Result<()> {
     let identities = runtime.identity_headers();
     let trusted = seen.is_some_and(|seen| seen.trusted);
@@ -61,6 +64,15 @@ pub(super) fn rewrite(
         for (index, value) in identity.headers.iter() {
             if let Some(name) = runtime.identity_headers().get(usize::from(*index)) {
                 request.insert_header(name.clone(), value.clone())?;
+            }
+        }
+    }
+    // The client certificate's identity headers: facts of the connection,
+    // verified by the handshake, on whatever route it is.
+    if let Some(certificate) = certificate {
+        for (name, field) in runtime.client_cert_headers() {
+            if let Some(value) = certificate_header(certificate, *field) {
+                request.insert_header(name.clone(), value)?;
             }
         }
     }
@@ -142,6 +154,20 @@ fn strip_api_keys(request: &mut RequestHeader, runtime: &Runtime) {
     };
     if auth.has_api_keys() && request.headers.get_all(AUTHORIZATION).iter().any(is_key) {
         request.remove_header(&AUTHORIZATION);
+    }
+}
+
+/// One field of a client certificate as a header value (`None` when the
+/// certificate has no such field, or it cannot be a header value).
+fn certificate_header(certificate: &ClientCertificate, field: CertField) -> Option<HeaderValue> {
+    match field {
+        CertField::Subject => credentials::claims::safe_header_value(&certificate.subject_text),
+        CertField::Uri => certificate.uris.first().and_then(|uri| credentials::claims::safe_header_value(uri)),
+        CertField::Dns => certificate.dns_names.first().and_then(|dns| credentials::claims::safe_header_value(dns)),
+        CertField::Sha256 => {
+            let hex: String = certificate.sha256.iter().map(|b| format!("{b:02x}")).collect();
+            HeaderValue::from_str(&hex).ok()
+        }
     }
 }
 

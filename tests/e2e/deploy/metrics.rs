@@ -45,6 +45,8 @@ fn known_label_values(metric: &str, label: &str) -> Option<&'static [&'static st
             "signed_out",
             "cross_site_refused",
             "session_unavailable",
+            "client_cert_required",
+            "client_cert_refused",
             "bad_request",
             "upstream_error",
         ],
@@ -345,7 +347,7 @@ mod tests {
              ([\"public\", \"allow\", \"unauthenticated\", \"invalid_token\", \"invalid_api_key\", \"issuer_unavailable\", \
              \"issuer_not_accepted\", \"insufficient_scope\", \"claim_not_met\", \"no_route\", \"rate_limited\", \"limit_unavailable\", \"preflight\", \
              \"cors_refused\", \"sign_in\", \"signed_in\", \"sign_in_failed\", \"signed_out\", \"cross_site_refused\", \
-             \"session_unavailable\", \"bad_request\", \"upstream_error\"])"]
+             \"session_unavailable\", \"client_cert_required\", \"client_cert_refused\", \"bad_request\", \"upstream_error\"])"]
         );
         // Regular expressions are checked only where an alternative is a literal word.
         assert!(problems(r#"portcullis_requests_total{decision=~"allow|.*error"}"#).is_empty());

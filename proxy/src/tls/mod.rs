@@ -22,6 +22,9 @@ use pingora::tls::{ClientHello, CryptoProvider, ResolvesServerCert};
 
 use crate::idp::unix_now;
 
+mod client_auth;
+pub(crate) use client_auth::{client_certificate, connection_tls, ClientAuthority};
+
 /// Warn when a certificate expires within this many days.
 const EXPIRY_WARNING_DAYS: u64 = 14;
 
@@ -40,11 +43,15 @@ struct CertificateSet {
     default: Arc<CertifiedKey>,
     /// Lower-case names (`*.example.com` for one label) and their chains.
     named: Vec<(String, Arc<CertifiedKey>)>,
+    /// Each certificate file and its leaf's `notAfter` (Unix seconds).
+    expiries: Vec<(String, u64)>,
 }
 
 /// What the listener asks for a certificate; swapped by configurations.
 pub(crate) struct Certificates {
     current: ArcSwap<CertificateSet>,
+    /// Client certificates (`tls.client_ca`), swapped with the rest.
+    client: Arc<ClientAuthority>,
 }
 
 impl std::fmt::Debug for Certificates {
@@ -57,15 +64,25 @@ impl Certificates {
     /// Load every certificate of `settings`, or say which file is wrong.
     pub(crate) fn load(settings: &config::TlsSettings) -> Result<Arc<Certificates>, String> {
         let set = load_set(settings)?;
-        Ok(Arc::new(Certificates { current: ArcSwap::from_pointee(set) }))
+        let client = Arc::new(ClientAuthority::default());
+        client.set(client_auth::load(settings.client_auth.as_ref())?, client_required(settings));
+        Ok(Arc::new(Certificates { current: ArcSwap::from_pointee(set), client }))
     }
 
     /// Load `settings` and put them in force; on any error the certificates
-    /// in force stay.
+    /// (and client CAs) in force stay.
     pub(crate) fn replace(&self, settings: &config::TlsSettings) -> Result<(), String> {
         let set = load_set(settings)?;
+        let client = client_auth::load(settings.client_auth.as_ref())?;
         self.current.store(Arc::new(set));
+        self.client.set(client, client_required(settings));
         Ok(())
+    }
+
+    /// Each certificate file in force and when its leaf expires (Unix
+    /// seconds), for the expiry metric.
+    pub(crate) fn expiries(&self) -> Vec<(String, u64)> {
+        self.current.load().expiries.clone()
     }
 
     fn pick(&self, server_name: Option<&str>) -> Arc<CertifiedKey> {
@@ -92,23 +109,36 @@ fn name_matches(pattern: &str, name: &str) -> bool {
     }
 }
 
+fn client_required(settings: &config::TlsSettings) -> bool {
+    settings.client_auth.as_ref().is_some_and(|auth| auth.required)
+}
+
 /// The listener's TLS settings: Pingora's rustls acceptor (TLS 1.2 and
-/// 1.3, ALPN `h2` then `http/1.1`) with certificates from `certificates`.
+/// 1.3, ALPN `h2` then `http/1.1`) with certificates from `certificates`,
+/// client certificates verified by its [`ClientAuthority`], and the
+/// verified one read once per connection ([`client_auth::CertificateIdentity`]).
 pub(crate) fn listener_settings(certificates: Arc<Certificates>) -> pingora::Result<TlsSettings> {
-    let mut settings = TlsSettings::intermediate("", "")?;
+    let mut settings = TlsSettings::with_callbacks(Box::new(client_auth::CertificateIdentity))?;
+    settings.set_client_cert_verifier(Arc::clone(&certificates.client) as _);
     settings.set_cert_resolver(certificates);
     settings.enable_h2();
     Ok(settings)
 }
 
 fn load_set(settings: &config::TlsSettings) -> Result<CertificateSet, String> {
-    let default = load_pair(&settings.default)?.key;
+    let mut expiries = Vec::new();
+    let mut load = |files: &CertificateFiles| {
+        let loaded = load_pair(files)?;
+        expiries.push((path_text(&files.cert), loaded.not_after));
+        Ok::<_, String>(loaded.key)
+    };
+    let default = load(&settings.default)?;
     let mut named = Vec::new();
     for entry in &settings.named {
-        let key = load_pair(&entry.files)?.key;
+        let key = load(&entry.files)?;
         named.extend(entry.names.iter().map(|name| (name.clone(), Arc::clone(&key))));
     }
-    Ok(CertificateSet { default, named })
+    Ok(CertificateSet { default, named, expiries })
 }
 
 /// One chain and key, checked: the key is the certificate's, and the
@@ -149,6 +179,11 @@ fn path_text(path: &Path) -> String {
 /// with the position of its entry.
 pub(crate) fn inspect(settings: &config::TlsSettings) -> Vec<(config::Position, config::Severity, String)> {
     let mut out = Vec::new();
+    if let Some(auth) = &settings.client_auth {
+        if let Err(message) = client_auth::load(Some(auth)) {
+            out.push((auth.position.clone(), config::Severity::Error, message));
+        }
+    }
     let entries = std::iter::once(&settings.default).chain(settings.named.iter().map(|n| &n.files));
     for files in entries {
         match load_pair(files) {
