@@ -93,6 +93,26 @@ fn canonical_type(kind: &str) -> String {
     short.to_owned()
 }
 
+impl fmt::Display for DistinguishedName {
+    /// `TYPE=value` pairs in the canonical (sorted) order, `,`-separated,
+    /// values escaped as RFC 4514 requires.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, (kind, value)) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str(",")?;
+            }
+            write!(f, "{kind}=")?;
+            for c in value.chars() {
+                if matches!(c, ',' | '+' | '"' | '\\' | '<' | '>' | ';' | '=') {
+                    f.write_str("\\")?;
+                }
+                write!(f, "{c}")?;
+            }
+        }
+        Ok(())
+    }
+}
+
 /// What portcullis knows of a verified client certificate: computed once
 /// per connection, when the handshake completes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -242,6 +262,8 @@ mod tests {
     fn escapes_and_bad_names() {
         let escaped = DistinguishedName::parse(r"CN=Smith\, John,O=Example").unwrap();
         assert_eq!(escaped, DistinguishedName::from_attributes([("CN", "Smith, John"), ("O", "Example")]));
+        assert_eq!(escaped.to_string(), r"CN=Smith\, John,O=Example");
+        assert_eq!(DistinguishedName::parse(&escaped.to_string()), Ok(escaped));
         assert_eq!(DistinguishedName::parse(""), Err(DnError::Empty));
         assert!(matches!(DistinguishedName::parse("billing"), Err(DnError::NotAnAttribute(_))));
         assert!(matches!(DistinguishedName::parse("CN=a,,O=b"), Err(DnError::NotAnAttribute(_))));

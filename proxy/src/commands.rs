@@ -124,6 +124,13 @@ pub fn explain(path: &Path, question: &Question<'_>) -> (String, i32) {
             if config.api_keys.is_some() && !matches!(route.access, Access::Public) {
                 let _ = writeln!(text, "    credentials: {}", accepts.names().join(", "));
             }
+            if let Some(certificates) = config.route_client_certs.get(i).and_then(Option::as_ref) {
+                let _ = writeln!(text, "    client certificate: {}", describe_client_certs(certificates));
+                let missing = Denied::client_certificate(policy::CertificateVerdict::Missing);
+                if let Some(denied) = missing {
+                    let _ = writeln!(text, "    without one: {}", denied.describe());
+                }
+            }
             let upstream = &config.upstreams[route.upstream];
             let scheme = if upstream.tls { "https" } else { "http" };
             let _ = writeln!(text, "    upstream: {} ({scheme}://{})", upstream.name, upstream.address());
@@ -215,6 +222,21 @@ pub fn explain(path: &Path, question: &Question<'_>) -> (String, i32) {
 }
 
 /// A route's CORS policy in one line: who may read its answers.
+/// What `client_certs:` accepts, and whether it is the only credential.
+fn describe_client_certs(certificates: &config::RouteCertificates) -> String {
+    let rule = &certificates.rule;
+    let mut accepted: Vec<String> = Vec::new();
+    accepted.extend(rule.subjects.iter().map(|s| format!("subject {s}")));
+    accepted.extend(rule.dns_names.iter().map(|d| format!("DNS {d}")));
+    accepted.extend(rule.uris.iter().map(|u| format!("URI {u}")));
+    if !rule.fingerprints.is_empty() {
+        accepted.push(format!("{} fingerprint(s)", rule.fingerprints.len()));
+    }
+    let which = if accepted.is_empty() { "any the client CA verified".to_owned() } else { accepted.join(" or ") };
+    let alone = if certificates.alone { " (alone: no token is looked at)" } else { " (and a token)" };
+    format!("required, {which}{alone}")
+}
+
 fn describe_cors(cors: &policy::cors::CorsPolicy) -> String {
     let origins: Vec<String> = cors.origins().iter().map(ToString::to_string).collect();
     let mut line = format!("origins {}; methods {}", origins.join(", "), cors.allow_methods_value());

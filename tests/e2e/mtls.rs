@@ -249,6 +249,18 @@ fn check_names_bad_client_ca_and_certificate_rules() {
     assert_ne!(code, 0);
     assert!(output.contains("portcullis.yaml:5:14:") && output.contains("no PEM CA certificate"), "{output}");
 
+    // `explain` says what a route asks of the certificate.
+    let good = dir.path().join("good.yaml");
+    std::fs::write(&good, config(&s.certs, &upstream, "optional")).expect("write config");
+    let (code, stdout, _) =
+        run_cli(&["explain", "-c", &good.display().to_string(), "GET", "/internal/x"], &[(HS_ENV, HS_SECRET)]);
+    assert_eq!(code, 0, "{stdout}");
+    assert!(
+        stdout.contains("client certificate: required, URI spiffe://cluster.local/ns/billing/* (alone"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("without one: 403 client_certificate_required"), "{stdout}");
+
     // A route requiring certificates where no client CA is configured.
     let text = config(&s.certs, &upstream, "optional")
         .replace(&format!("  client_ca: \"{}/ca.crt\"\n  client_auth: optional\n", s.certs.display()), "");
