@@ -128,3 +128,13 @@ fn every_mistake_is_named_with_its_position() {
         .expect_err("bad header source");
     assert!(errors.iter().any(|e| e.contains("followed by subject, uri, dns or sha256")), "{errors:#?}");
 }
+
+#[test]
+fn min_version_is_1_2_or_1_3() {
+    let tls13 = load(&text("  min_version: \"1.3\"\n", "  - path: /x\n")).expect("valid").config;
+    assert!(tls13.tls.expect("tls").tls13_only);
+    let default = load(&text("", "  - path: /x\n")).expect("valid").config;
+    assert!(!default.tls.expect("tls").tls13_only);
+    let errors = load(&text("  min_version: \"1.1\"\n", "  - path: /x\n")).expect_err("1.1");
+    assert!(errors.iter().any(|e| e.contains("4:16: min_version is \"1.2\" or \"1.3\", not '1.1'")), "{errors:#?}");
+}

@@ -124,7 +124,7 @@ fn sni_picks_the_certificate() {
 }
 
 #[test]
-fn tls_1_1_is_refused_and_1_2_and_1_3_are_accepted() {
+fn tls_1_1_is_refused_1_2_and_1_3_accepted_and_min_version_1_3_refuses_1_2() {
     let s = setup(None);
     let handshake = |version: &str| {
         // SECLEVEL=0 lets the client offer TLS 1.1: the refusal must be
@@ -139,6 +139,13 @@ fn tls_1_1_is_refused_and_1_2_and_1_3_are_accepted() {
     assert!(!handshake("-tls1"), "TLS 1.0 must be refused");
     assert!(handshake("-tls1_2"));
     assert!(handshake("-tls1_3"));
+
+    // min_version "1.3", by a reload: TLS 1.2 is refused from then on.
+    let text = config(&s.upstream, &s.certs, None).replace("tls:\n", "tls:\n  min_version: \"1.3\"\n");
+    s.proxy.rewrite_config(&text);
+    assert!(wait_until(Duration::from_secs(10), || !handshake("-tls1_2")), "TLS 1.2 refused:\n{}", s.proxy.logs());
+    assert!(handshake("-tls1_3"));
+    assert_eq!(curl(&s, "localhost", "/public/x", &["--tlsv1.3"]).1, "200");
 }
 
 #[test]

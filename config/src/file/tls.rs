@@ -20,6 +20,8 @@ pub(crate) struct TlsFile {
     pub client_ca: Option<Text>,
     /// `required` (default) or `optional`.
     pub client_auth: Option<Text>,
+    /// `"1.2"` (default) or `"1.3"`.
+    pub min_version: Option<Text>,
 }
 
 /// `client_certs:` on a route: which verified client certificates it accepts.

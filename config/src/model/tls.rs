@@ -18,6 +18,8 @@ pub struct TlsSettings {
     pub redirect_listen: Option<SocketAddr>,
     /// Client certificates (mTLS), when `client_ca` is set.
     pub client_auth: Option<ClientCertAuth>,
+    /// `min_version: "1.3"`: clients that cannot speak TLS 1.3 are refused.
+    pub tls13_only: bool,
 }
 
 /// `tls.client_ca` and `tls.client_auth`.

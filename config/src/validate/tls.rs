@@ -54,13 +54,27 @@ pub(super) fn tls(
     }
     let redirect_listen = t.redirect_listen.as_ref().and_then(|text| socket_addr(text, r));
     let client_auth = client_auth(t, base, r);
+    let tls13_only = match &t.min_version {
+        None => false,
+        Some(text) => match text.value.as_str() {
+            "1.2" => false,
+            "1.3" => true,
+            other => {
+                r.error(
+                    text,
+                    format!("min_version is \"1.2\" or \"1.3\", not '{other}' (older versions are never served)"),
+                );
+                false
+            }
+        },
+    };
     if let Some(auth) = &client_auth {
         sources.push(auth.ca_file.clone());
     }
     if super::count_errors(r) > errors_before {
         return None;
     }
-    Some((TlsSettings { default: default?, named, redirect_listen, client_auth }, sources))
+    Some((TlsSettings { default: default?, named, redirect_listen, client_auth, tls13_only }, sources))
 }
 
 /// `client_ca` and `client_auth` (which needs `client_ca`). Whether the

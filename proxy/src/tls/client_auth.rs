@@ -36,6 +36,8 @@ impl std::fmt::Debug for ClientAuthority {
 /// A verifier for `settings`, loaded and checked; errors name the file.
 pub(super) fn load(settings: Option<&config::ClientCertAuth>) -> Result<Option<Arc<dyn ClientCertVerifier>>, String> {
     let Some(auth) = settings else { return Ok(None) };
+    // `check` gets here before anything else has chosen rustls's provider.
+    pingora::tls::install_default_crypto_provider();
     let path = auth.ca_file.display().to_string();
     let bytes = std::fs::read(&auth.ca_file).map_err(|e| format!("{path}: {e}"))?;
     let mut roots = RootCertStore::empty();

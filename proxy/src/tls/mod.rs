@@ -45,6 +45,8 @@ struct CertificateSet {
     named: Vec<(String, Arc<CertifiedKey>)>,
     /// Each certificate file and its leaf's `notAfter` (Unix seconds).
     expiries: Vec<(String, u64)>,
+    /// `min_version: "1.3"`.
+    tls13_only: bool,
 }
 
 /// What the listener asks for a certificate; swapped by configurations.
@@ -97,8 +99,20 @@ impl Certificates {
 
 impl ResolvesServerCert for Certificates {
     fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        // Pingora's rustls listener fixes the versions to 1.2 and 1.3, and
+        // rustls picks 1.3 whenever the client offers it: a client that
+        // offers no TLS 1.3 suite is one that would get 1.2, and gets no
+        // certificate (the handshake fails) when 1.3 is the minimum.
+        if self.current.load().tls13_only && !hello.cipher_suites().iter().any(|suite| is_tls13(u16::from(*suite))) {
+            return None;
+        }
         Some(self.pick(hello.server_name()))
     }
+}
+
+/// The TLS 1.3 cipher suites (RFC 8446 appendix B.4): 0x1301 to 0x1305.
+fn is_tls13(suite: u16) -> bool {
+    (0x1301..=0x1305).contains(&suite)
 }
 
 /// `*.example.com` matches exactly one label before `example.com`.
@@ -138,7 +152,7 @@ fn load_set(settings: &config::TlsSettings) -> Result<CertificateSet, String> {
         let key = load(&entry.files)?;
         named.extend(entry.names.iter().map(|name| (name.clone(), Arc::clone(&key))));
     }
-    Ok(CertificateSet { default, named, expiries })
+    Ok(CertificateSet { default, named, expiries, tls13_only: settings.tls13_only })
 }
 
 /// One chain and key, checked: the key is the certificate's, and the

@@ -5,6 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
+use harness::certs::Ca;
 use harness::proxy::run_cli;
 use serde_json::Value;
 
@@ -20,6 +21,24 @@ fn check_config(path: &Path, origin: &str, rewrite: &dyn Fn(&str) -> String) {
     let output: String = format!("{stdout}{stderr}").lines().map(|l| rewrite(l) + "\n").collect();
     assert_eq!(code, 0, "`portcullis check` refused {origin}:\n{output}");
     assert!(stdout.contains(": OK ("), "{origin}: unexpected check output:\n{output}");
+}
+
+/// Where the Kubernetes gateway mounts the Secret cert-manager renews.
+const TLS_MOUNT: &str = "/etc/portcullis-tls/";
+
+/// `text` with the files of [`TLS_MOUNT`] replaced by certificates made
+/// for the check in `dir` (a CA, and a server certificate it signed), so
+/// `check` reads real files as it would in the Pod.
+fn with_test_certificates(text: &str, dir: &Path) -> String {
+    if !text.contains(TLS_MOUNT) {
+        return text.to_owned();
+    }
+    let secret = dir.join("tls-secret");
+    std::fs::create_dir_all(&secret).expect("secret dir");
+    let ca = Ca::new(dir);
+    ca.issue(&secret, "tls", &["api.example.com"], -60, 90 * 86_400);
+    std::fs::copy(&ca.cert, secret.join("ca.crt")).expect("copy CA");
+    text.replace(TLS_MOUNT, &format!("{}/", secret.display()))
 }
 
 /// Point `DIR/KEY:LINE:COL:` diagnostics about a file written out from a
@@ -124,7 +143,8 @@ fn every_portcullis_config_passes_check() {
         }
         let dir = tempfile::tempdir().expect("temp dir");
         for (key, text) in data {
-            std::fs::write(dir.path().join(key), text.as_str().unwrap_or_default()).expect("write ConfigMap key");
+            let text = with_test_certificates(text.as_str().unwrap_or_default(), dir.path());
+            std::fs::write(dir.path().join(key), text).expect("write ConfigMap key");
         }
         let mut included = BTreeSet::new();
         let positions = configmap_positions(&doc.path, dir.path());

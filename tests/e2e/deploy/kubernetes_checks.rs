@@ -71,12 +71,12 @@ spec:
     metadata: {labels: {app: gw}, annotations: {prometheus.io/port: "9000"}}
     spec:
       terminationGracePeriodSeconds: 20
-      volumes: [{name: config, configMap: {name: gw}}]
+      volumes: [{name: config, configMap: {name: gw}}, {name: pki, secret: {secretName: missing}}]
       containers:
         - name: portcullis
           args: ["-c", "/etc/portcullis/portcullis.yaml"]
           ports: [{name: admin, containerPort: 9901}]
-          volumeMounts: [{name: config, mountPath: /etc/portcullis}]
+          volumeMounts: [{name: config, mountPath: /etc/portcullis}, {name: pki, mountPath: /etc/pki, subPath: ca.crt}]
           env: [{name: A, value: plain}, {name: B, valueFrom: {secretKeyRef: {name: s, key: nope}}}]
           lifecycle: {preStop: {sleep: {seconds: 5}}}
           livenessProbe: {httpGet: {path: /health, port: admin}}
@@ -92,6 +92,7 @@ data:
   portcullis.yaml: |
     admin_listen: "0.0.0.0:9901"
     shutdown: {grace_period: 15s}
+    tls: {cert: /etc/portcullis/tls.crt, key: /tls/tls.key, client_ca: /etc/pki/ca.crt}
     issuers: [{secret_env: A}, {introspection: {client_secret_env: B, client_id_env: C}}]
 ---
 apiVersion: v1
@@ -224,6 +225,15 @@ fn portcullis_checks_compare_the_container_with_its_configuration() {
             gw("A must come from valueFrom.secretKeyRef"),
             gw("Secret s has no key nope"),
             gw("C (used by the configuration) is not in env"),
+        ]
+    );
+    assert_eq!(
+        found_in_gateway(portcullis::tls_files_come_from_a_mounted_secret),
+        [
+            gw("tls file /etc/portcullis/tls.crt is not from a Secret volume"),
+            gw("tls file /tls/tls.key is in no mounted volume"),
+            gw("tls file /etc/pki/ca.crt: a subPath mount never sees a renewal"),
+            gw("no Secret or cert-manager Certificate in the directory provides missing/ca.crt"),
         ]
     );
     assert_eq!(

@@ -145,6 +145,49 @@ pub(crate) fn secrets_come_from_secret_keys(p: &Portcullis<'_, '_>) -> Vec<Strin
     problems
 }
 
+/// The `tls:` files (certificate, key, client CA) are keys of a Secret
+/// volume mounted whole (a `subPath` mount never sees a renewal), and a
+/// Secret or a cert-manager Certificate in the directory provides them.
+pub(crate) fn tls_files_come_from_a_mounted_secret(p: &Portcullis<'_, '_>) -> Vec<String> {
+    let Some(tls) = at(&p.config, &["tls"]) else { return Vec::new() };
+    let mut problems = Vec::new();
+    for file in ["cert", "key", "client_ca"].iter().filter_map(|field| str_at(tls, &[field])) {
+        let path = Path::new(file);
+        let mount = array_at(p.container, &["volumeMounts"])
+            .iter()
+            .find(|m| str_at(m, &["mountPath"]).map(Path::new) == path.parent());
+        let Some(mount) = mount else {
+            problems.push(p.problem(&format!("tls file {file} is in no mounted volume")));
+            continue;
+        };
+        if at(mount, &["subPath"]).is_some() {
+            problems.push(p.problem(&format!("tls file {file}: a subPath mount never sees a renewal")));
+        }
+        let volume = str_at(mount, &["name"]).and_then(|name| {
+            array_at(&p.workload.pod, &["volumes"]).iter().find(|v| str_at(v, &["name"]) == Some(name))
+        });
+        let Some(secret) = volume.and_then(|v| str_at(v, &["secret", "secretName"])) else {
+            problems.push(p.problem(&format!("tls file {file} is not from a Secret volume")));
+            continue;
+        };
+        let key = path.file_name().and_then(|f| f.to_str()).unwrap_or_default();
+        let from_secret = p.workload.find("Secret", secret).is_some_and(|doc| {
+            at(&doc.value, &["stringData", key]).is_some() || at(&doc.value, &["data", key]).is_some()
+        });
+        let from_certificate = ["tls.crt", "tls.key", "ca.crt"].contains(&key)
+            && p.workload.siblings.iter().any(|doc| {
+                str_at(&doc.value, &["kind"]) == Some("Certificate")
+                    && str_at(&doc.value, &["apiVersion"]).is_some_and(|v| v.starts_with("cert-manager.io/"))
+                    && str_at(&doc.value, &["spec", "secretName"]) == Some(secret)
+            });
+        if !from_secret && !from_certificate {
+            let what = format!("no Secret or cert-manager Certificate in the directory provides {secret}/{key}");
+            problems.push(p.problem(&what));
+        }
+    }
+    problems
+}
+
 pub(crate) fn termination_grace_covers_the_drain(p: &Portcullis<'_, '_>) -> Vec<String> {
     let pre_stop = at(p.container, &["lifecycle", "preStop", "sleep", "seconds"]).and_then(Value::as_u64);
     let termination = at(&p.workload.pod, &["terminationGracePeriodSeconds"]).and_then(Value::as_u64).unwrap_or(30);
@@ -180,6 +223,11 @@ fn the_prometheus_port_annotation_is_the_admin_port() {
 #[test]
 fn every_secret_the_configuration_reads_comes_from_a_secret_key() {
     assert_every_portcullis(secrets_come_from_secret_keys);
+}
+
+#[test]
+fn tls_files_come_from_a_whole_secret_volume_that_something_provides() {
+    assert_every_portcullis(tls_files_come_from_a_mounted_secret);
 }
 
 #[test]
