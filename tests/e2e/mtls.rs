@@ -108,7 +108,7 @@ fn setup() -> Setup {
 
 /// `curl` over TLS trusting the test CA, with `cert` as the client
 /// certificate: (status, body), or curl's exit code when the exchange
-/// failed (a refused handshake).
+/// failed (a refused handshake). `headers` may hold curl options too.
 fn curl(s: &Setup, cert: Option<&Leaf>, path: &str, headers: &[&str]) -> (String, String) {
     let port = s.proxy.addr.port();
     let mut command = Command::new("curl");
@@ -118,7 +118,12 @@ fn curl(s: &Setup, cert: Option<&Leaf>, path: &str, headers: &[&str]) -> (String
         command.arg("--cert").arg(&leaf.cert).arg("--key").arg(&leaf.key);
     }
     for header in headers {
-        command.args(["-H", header]);
+        // `--http2`, `--http1.1`: curl options; anything else is a header.
+        if header.starts_with("--") {
+            command.arg(header);
+        } else {
+            command.args(["-H", header]);
+        }
     }
     let output = command.arg(format!("https://localhost:{port}{path}")).output().expect("curl");
     let text = String::from_utf8_lossy(&output.stdout).into_owned();
@@ -151,8 +156,10 @@ fn routes_require_allowed_certificates_alone_or_with_a_token() {
     assert_eq!(status, "403");
     assert!(body.contains("client_certificate_required"), "{body}");
 
-    // The billing service's SPIFFE ID: admitted by the certificate alone.
-    assert_eq!(curl(&s, Some(&s.billing), "/internal/x", &[]).0, "200");
+    // The billing service's SPIFFE ID: admitted by the certificate alone,
+    // over HTTP/2 and HTTP/1.1 alike.
+    assert_eq!(curl(&s, Some(&s.billing), "/internal/x", &["--http2"]).0, "200");
+    assert_eq!(curl(&s, Some(&s.billing), "/internal/x", &["--http1.1"]).0, "200");
     // Another namespace's: refused, though the CA signed it.
     let (status, body) = curl(&s, Some(&s.shop), "/internal/x", &[]);
     assert_eq!(status, "403");
