@@ -5,13 +5,17 @@
 //!
 //! No access log, no header rewriting; upstream connections are pooled and
 //! reused exactly as in portcullis (same `HttpPeer` defaults plus an idle
-//! timeout).
+//! timeout), the listener has the same (default) socket options, and the
+//! allocator is portcullis's, mimalloc: like compared with like.
 
 use std::time::Duration;
 
 use async_trait::async_trait;
 use pingora::prelude::*;
 use pingora::server::configuration::ServerConf;
+
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 struct Passthrough {
     upstream: String,
