@@ -7,13 +7,20 @@ README.md. Standard library only, except that token signing uses the
 virtual environment) and falls back to slow pure-Python RSA otherwise.
 
 Everything runs on loopback. Each proxy is pinned to core 0 with one worker
-thread; wrk and the fixed upstream (nginx) share core 1, and so does the
-private redis-server of the limit-redis scenario.
+thread; the load generator (wrk, or ab and h2load in their scenarios) and
+the fixed upstream (nginx) share core 1, and so does the private
+redis-server of the limit-redis scenario.
 
 Six scenarios measure portcullis features against portcullis's own
 one-token scenario in the same run (the other proxies have no equivalent and
 skip them): limit-local, limit-redis, revoked-list, session-cookie,
 upstream-assertion and tls (see FEATURES).
+
+Three more put portcullis beside peers on what is not a token (see PEERS):
+https-keepalive and https-handshake (nginx, HAProxy and portcullis
+terminating TLS with the same certificate, keep-alive with wrk, a new
+connection per request with ab), and grpc (gRPC calls over h2c with h2load,
+through portcullis and straight to the upstream).
 """
 
 from __future__ import annotations
@@ -27,6 +34,7 @@ import json
 import os
 import platform
 import re
+import resource
 import secrets
 import shutil
 import signal
@@ -64,11 +72,16 @@ ASSERTION_PATH = "/api/bench-assertion"
 # its last renewal; wrk cannot take a renewed cookie, so every warm-up and
 # measurement of session-cookie gets a fresh sign-in and must end sooner.
 SESSION_RENEW_S = 60
+# grpc: the method called (a path: /package.Service/Method); the request
+# and the answer each carry one empty message, a 5-byte frame (not
+# compressed, length 0), and the answer ends with grpc-status 0.
+GRPC_PATH = "/bench.Echo/Unary"
+GRPC_FRAME = b"\x00\x00\x00\x00\x00"
 
 PROXY_CORE = "0"
 LOAD_CORE = "1"
 
-# name, label, path, wrk token mode
+# name, label, path, token mode (wrk.lua's; grpc sends the single token)
 SCENARIOS = [
     ("public", "public route, no token", "/public/hello", "none"),
     ("one-token", "one valid token repeated", "/api/hello", "single"),
@@ -100,6 +113,16 @@ SCENARIOS = [
     # The floor of answering locally: what an authenticating proxy's 401
     # costs without any crypto (bad-signature adds one RSA verification).
     ("no-token", "protected route without a token (answered 401 by the authenticating proxies)", "/api/hello", "none"),
+    # The peer scenarios (PEERS): TLS termination side by side, on the
+    # public route so that the three proxies do the same work (forward),
+    # each on a process of its own with the bench's certificate...
+    ("https-keepalive", "public route over HTTPS (TLS 1.3, keep-alive), each proxy terminating TLS",
+     "/public/hello", "none"),
+    ("https-handshake", "public route over HTTPS, a new connection (full TLS 1.3 handshake) for every request",
+     "/public/hello", "none"),
+    # ...and a gRPC unary call over HTTP/2 (h2c on both sides of portcullis)
+    # with the single token, beside the same call straight to the upstream.
+    ("grpc", "gRPC unary call over h2c (POST /bench.Echo/Unary), one valid token", GRPC_PATH, "single"),
 ]
 PROTECTED = ["one-token", "10k-tokens", "bad-signature", "no-token"]
 REJECTED = {"bad-signature", "no-token"}
@@ -122,13 +145,57 @@ PROXIES = [
     ("bare-pingora", "bare Pingora passthrough", False),
     ("portcullis", "portcullis", True),
 ]
-LABEL = {name: label for name, label, _ in PROXIES}
+# grpc's floor: h2load straight at the upstream, no proxy in between. A
+# row of the report, not a proxy: nothing to start, always measured with grpc.
+DIRECT = "direct"
+ROWS = [*PROXIES, (DIRECT, "no proxy (straight to the upstream)", False)]
+LABEL = {name: label for name, label, _ in ROWS}
 ENFORCING = {name for name, _, enforcing in PROXIES if enforcing}
+
+HTTPS = ["https-keepalive", "https-handshake"]
+# The peer scenarios and whom each measures, every one on a process of its
+# own (see target()): the TLS scenarios on nginx's, HAProxy's and
+# portcullis's TLS listeners, grpc on portcullis's h2c process and on the
+# upstream's h2c port.
+PEERS = {
+    "https-keepalive": ["nginx", "haproxy", "portcullis"],
+    "https-handshake": ["nginx", "haproxy", "portcullis"],
+    "grpc": ["portcullis", DIRECT],
+}
+
+# The peer scenarios' processes (named by their ports), as the report names them.
+PEER_PROCESSES = {
+    "nginx-tls": "nginx terminating TLS",
+    "haproxy-tls": "HAProxy terminating TLS",
+    "portcullis-tls": "portcullis terminating TLS",
+    "portcullis-grpc": "portcullis, gRPC over h2c",
+    "upstream-grpc": "no proxy: the upstream's h2c port",
+}
 
 
 def supports(proxy: str, scenario: str) -> bool:
-    """Whether `proxy` is measured in `scenario`: the features are portcullis's."""
-    return scenario not in FEATURES or proxy == "portcullis"
+    """Whether `proxy` (or DIRECT) is measured in `scenario`: the features
+    are portcullis's, the peer scenarios name theirs, DIRECT is grpc's."""
+    if scenario in PEERS:
+        return proxy in PEERS[scenario]
+    return proxy != DIRECT and (scenario not in FEATURES or proxy == "portcullis")
+
+
+def target(proxy: str, scenario: str) -> tuple[str, str]:
+    """The process that measures `proxy` in `scenario`, and the name of its
+    port: revoked-list, upstream-assertion and tls go to portcullis
+    processes of their own, the HTTPS scenarios to each proxy's TLS process,
+    grpc to portcullis's h2c process or, without a proxy, to the upstream's
+    h2c port."""
+    if scenario in HTTPS:
+        name = f"{proxy}-tls"
+    elif scenario == "grpc":
+        if proxy == DIRECT:
+            return "upstream", "upstream-grpc"
+        name = "portcullis-grpc"
+    else:
+        name = INSTANCE.get(scenario, proxy)
+    return name, name
 
 
 def log(msg: str) -> None:
@@ -464,22 +531,46 @@ def redis_calls(port: int) -> int:
     return sum(int(n) for n in re.findall(r"^cmdstat_eval(?:sha)?(?:_ro)?:calls=(\d+)", text, re.M))
 
 
-def rss_kib(pid: int) -> int:
-    """VmRSS of a process and all its descendants (nginx: master + worker)."""
-    total = 0
-    todo = [pid]
+def process_tree(pid: int) -> list[int]:
+    """A process and all its descendants (nginx: master + worker)."""
+    found, todo = [], [pid]
     while todo:
         p = todo.pop()
+        found.append(p)
+        try:
+            for task in Path(f"/proc/{p}/task").iterdir():
+                todo.extend(int(c) for c in (task / "children").read_text().split())
+        except (OSError, ValueError):
+            continue
+    return found
+
+
+def rss_kib(pid: int) -> int:
+    """VmRSS of a process and all its descendants."""
+    total = 0
+    for p in process_tree(pid):
         try:
             for line in Path(f"/proc/{p}/status").read_text().splitlines():
                 if line.startswith("VmRSS:"):
                     total += int(line.split()[1])
-            for task in Path(f"/proc/{p}/task").iterdir():
-                children = (task / "children").read_text().split()
-                todo.extend(int(c) for c in children)
         except (OSError, ValueError):
             continue
     return total
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system, every thread) a process and its descendants
+    have used so far: the difference over a run is what serving it cost."""
+    ticks = 0
+    for p in process_tree(pid):
+        try:
+            # After the command name in parentheses: state is field 3,
+            # utime and stime fields 14 and 15.
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+            ticks += int(fields[11]) + int(fields[12])
+        except (OSError, ValueError, IndexError):
+            continue
+    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 def fill(template: str, values: dict) -> str:
@@ -615,6 +706,113 @@ def wrk(port: int, path: str, mode: str, work: Path, seconds: float, connections
     return r
 
 
+def ab(port: int, path: str, work: Path, seconds: float, connections: int) -> dict:
+    """https-handshake's load: ApacheBench over https, `connections` at a
+    time, one HTTP/1.0 request per connection (no keep-alive: the proxy
+    closes after answering), so every request opens a connection and pays a
+    full TLS handshake. Not wrk with `Connection: close`: wrk reuses each
+    connection's OpenSSL object across reconnects (SSL_clear after a clean
+    shutdown keeps the session) and resumes the session from the server's
+    ticket, without certificate or signature (nginx's $ssl_session_reused
+    said so for 1,120 of 1,124 connections); ab makes a new one per
+    connection and resumes none (787 of 787 full). Its latency runs from
+    connect to the last byte, handshake included; the percentiles come from
+    its CSV (-e, per whole percent, 0.001 ms)."""
+    csv = work / "ab-percentiles.csv"
+    # -n after -t: -t alone stops at 50,000 requests.
+    argv = [
+        "taskset", "-c", LOAD_CORE, "ab", "-q", "-S", "-d", "-r", "-s", "5", f"-c{connections}",
+        "-t", str(max(1, round(seconds))), "-n", "100000000", "-e", str(csv),
+        f"https://127.0.0.1:{port}{path}",
+    ]
+    out = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 60)
+
+    def field(name: str, default: str | None = None) -> str:
+        m = re.search(rf"^{re.escape(name)}:\s+(.+?)\s*$", out.stdout, re.M)
+        if m:
+            return m.group(1)
+        if default is None:
+            raise RuntimeError(f"ab failed (rc {out.returncode}), no '{name}': {out.stdout[-800:]} {out.stderr[-800:]}")
+        return default
+
+    requests = int(field("Complete requests"))
+    seconds_taken = float(field("Time taken for tests").split()[0])
+    percent = {}
+    for line in csv.read_text().splitlines()[1:]:
+        k, _, v = line.partition(",")
+        percent[int(k)] = float(v) * 1000
+    protocol = field("SSL/TLS Protocol", "?").split(",")
+    return {
+        "requests": requests,
+        "duration_us": seconds_taken * 1e6,
+        "rps": requests / seconds_taken if seconds_taken else 0.0,
+        "non2xx": int(field("Non-2xx responses", "0")),
+        # ab's failed requests: connect, receive, length and exceptions.
+        "socket_errors": int(field("Failed requests").split()[0]),
+        "p50_us": percent[50], "p90_us": percent[90], "p99_us": percent[99], "max_us": percent[100],
+        "tls": " ".join(protocol[:2]) + ", " + field("Server Temp Key", "?"),
+    }
+
+
+def h2load(port: int, path: str, work: Path, seconds: float, connections: int) -> dict:
+    """grpc's load: h2load (nghttp2) over HTTP/2 with prior knowledge (h2c),
+    `connections` connections carrying one call at a time each (as wrk's
+    carry one request), each call POST `path` with the gRPC headers, the
+    single token and a 5-byte frame. h2load reads HTTP statuses only, and a
+    gRPC refusal is HTTP 200: the checks read grpc-status before (nghttp),
+    and portcullis's count of its decisions is read after the run. The
+    percentiles come from its per-request log (--log-file: one write() per
+    call on the load core, for both rows alike)."""
+    log_file = work / "h2load.log"
+    token = (work / "token-single.txt").read_text().strip()
+    argv = [
+        "taskset", "-c", LOAD_CORE, "h2load", "-t1", f"-c{connections}", "-m1", f"-D{max(1, round(seconds))}",
+        "-d", str(work / "grpc-request.bin"), "-H", "content-type: application/grpc", "-H", "te: trailers",
+        "-H", f"authorization: Bearer {token}", f"--log-file={log_file}", f"http://127.0.0.1:{port}{path}",
+    ]
+    out = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 60)
+    m = re.search(r"^finished in ([\d.]+)(s|ms),", out.stdout, re.M)
+    counts = re.search(r"^requests: \d+ total, \d+ started, (\d+) done, \d+ succeeded, \d+ failed, "
+                       r"(\d+) errored, (\d+) timeout", out.stdout, re.M)
+    # Counted as answers arrive: a call whose answer began when the run
+    # stopped has a status but is not done.
+    statuses = re.search(r"^status codes: \d+ 2xx, (\d+) 3xx, (\d+) 4xx, (\d+) 5xx", out.stdout, re.M)
+    if out.returncode != 0 or not (m and counts and statuses):
+        raise RuntimeError(f"h2load failed (rc {out.returncode}): {out.stdout[-800:]} {out.stderr[-800:]}")
+    duration = float(m.group(1)) / (1 if m.group(2) == "s" else 1000)
+    done = int(counts.group(1))
+    # start (µs since the epoch), HTTP status, µs to the end of the answer
+    latencies = sorted(int(line.split("\t")[2]) for line in log_file.read_text().splitlines() if line.count("\t") == 2)
+    if not latencies:
+        raise RuntimeError(f"h2load logged no request: {out.stdout[-800:]}")
+
+    def percentile(q: float) -> float:
+        return float(latencies[min(len(latencies) - 1, int(q / 100 * len(latencies)))])
+
+    return {
+        "requests": done,
+        "duration_us": duration * 1e6,
+        "rps": done / duration if duration else 0.0,
+        "non2xx": sum(int(n) for n in statuses.groups()),
+        "socket_errors": int(counts.group(2)) + int(counts.group(3)),
+        "p50_us": percentile(50), "p90_us": percentile(90), "p99_us": percentile(99), "p999_us": percentile(99.9),
+        "max_us": float(latencies[-1]),
+    }
+
+
+def load(scenario: str, port: int, path: str, mode: str, work: Path, seconds: float, connections: int,
+         offset: int = 0) -> dict:
+    """One run of the scenario's load generator: ab for new TLS connections,
+    h2load for gRPC, wrk for the rest (over https in tls and
+    https-keepalive)."""
+    if scenario == "https-handshake":
+        return ab(port, path, work, seconds, connections)
+    if scenario == "grpc":
+        return h2load(port, path, work, seconds, connections)
+    return wrk(port, path, mode, work, seconds, connections, offset=offset,
+               tls=scenario in ("tls", "https-keepalive"))
+
+
 def answers(proxy: str, scenario: str, r: dict) -> tuple[str, bool]:
     """What the responses were, and whether that is what this proxy should answer."""
     expect_reject = proxy in ENFORCING and scenario in REJECTED
@@ -661,6 +859,9 @@ def build_report(meta: dict, results: dict, status: dict, rss: dict, checks: dic
         f"portcullis {meta['portcullis_commit']}; bare Pingora = pingora 0.9.1 passthrough"
         + (f"; limit-redis: redis-server {meta['versions']['redis']} on core {LOAD_CORE}"
            if "limit-redis" in meta["scenarios"] and "portcullis" in meta["proxies"] else "")
+        + (f"; https-handshake: {meta['versions']['ab']} on core {LOAD_CORE}"
+           if "https-handshake" in meta["scenarios"] else "")
+        + (f"; grpc: h2load {meta['versions']['h2load']} on core {LOAD_CORE}" if "grpc" in meta["scenarios"] else "")
         + f". Load average at start: {meta['loadavg_start']}"
         + (f", at the end: {meta['loadavg_end']} (the run itself keeps two cores busy)" if meta.get("loadavg_end") else "")
         + "."
@@ -690,14 +891,22 @@ def build_report(meta: dict, results: dict, status: dict, rss: dict, checks: dic
             detail = (f"second process: {sum(r['ok'] for r in enforced)} of {len(enforced)} enforcement checks "
                       "as above; " + detail)
         lines.append(f"- **portcullis, {scenario}** — {verdict}. {detail}")
+    for name, rows in meta.get("peer_checks", {}).items():
+        verdict = "measured" if all(r["ok"] for r in rows) else "FAILED: not measured"
+        detail = "; ".join(f"{r['check']} → {r['got']}{'' if r['ok'] else ' (want ' + str(r['want']) + ')'}"
+                           for r in rows)
+        lines.append(f"- **{PEER_PROCESSES[name]}** — {verdict}. {detail}")
     lines.append("")
     lines.append("## Results")
     lines.append("")
     per_round = meta.get("rounds", 1) > 1
     lines.append("| proxy | scenario | req/s | p50 ms | p99 ms | answers |" + (" req/s by round |" if per_round else ""))
     lines.append("|---|---|---:|---:|---:|---|" + ("---|" if per_round else ""))
+    cell_status = meta.get("cell_status", {})
     for scenario, slabel, _, _ in SCENARIOS:
-        for proxy, plabel, _ in PROXIES:
+        for proxy, plabel, _ in ROWS:
+            if scenario in HTTPS:
+                plabel = PEER_PROCESSES.get(f"{proxy}-tls", plabel)
             if (proxy, scenario) in results:
                 r = results[(proxy, scenario)]
                 flag = "" if r["answers_ok"] else " ⚠"
@@ -710,6 +919,8 @@ def build_report(meta: dict, results: dict, status: dict, rss: dict, checks: dic
                 lines.append(f"| {plabel} | {scenario} | {status[proxy]} | | | |")
             elif proxy == "portcullis" and scenario in meta.get("scenario_status", {}):
                 lines.append(f"| {plabel} | {scenario} | {meta['scenario_status'][scenario]} | | | |")
+            elif (proxy, scenario) in cell_status:
+                lines.append(f"| {plabel} | {scenario} | {cell_status[(proxy, scenario)]} | | | |")
     lines.append("")
     lines.append(
         "Passthrough proxies forward the token scenarios' requests untouched (the upstream answers 200); "
@@ -724,6 +935,12 @@ def build_report(meta: dict, results: dict, status: dict, rss: dict, checks: dic
         for scenario in shown_features:
             if scenario in meta.get("feature_notes", {}):
                 lines.append(f"{scenario}: {meta['feature_notes'][scenario]}.")
+    shown_peers = [s for s in PEERS if s in meta["scenarios"]]
+    if shown_peers:
+        lines.append(
+            f"{', '.join(shown_peers)}: each measured proxy on a process of its own (below), the other proxies "
+            "not measured on."
+        )
 
     def get_r(proxy, scenario):
         return results.get((proxy, scenario))
@@ -736,19 +953,22 @@ def build_report(meta: dict, results: dict, status: dict, rss: dict, checks: dic
     lines.append("|---|---|---:|---:|")
     pairs = (
         [(s, "haproxy-jwt") for s in PROTECTED]
-        + [(s, "bare-pingora") for s, *_ in SCENARIOS if s not in FEATURES]
+        + [(s, "bare-pingora") for s, *_ in SCENARIOS if s not in FEATURES and s not in PEERS]
         + [("public", "nginx")]
+        + [(s, other) for s in HTTPS for other in ("nginx", "haproxy")]
+        + [("grpc", DIRECT)]
     )
     for scenario, other in pairs:
         p, o = get_r("portcullis", scenario), get_r(other, scenario)
+        against = PEER_PROCESSES[f"{other}-tls"] if scenario in HTTPS else LABEL[other]
         if p and o and o["rps"]:
             ratio = p["rps"] / o["rps"]
             diff = (p["p99_us"] - o["p99_us"]) / 1000
             ratios.append({"scenario": scenario, "against": other, "rps_ratio": ratio, "p99_diff_ms": diff})
-            lines.append(f"| {scenario} | {LABEL[other]} | {ratio:.2f}× | {diff:+.2f} |")
+            lines.append(f"| {scenario} | {against} | {ratio:.2f}× | {diff:+.2f} |")
         else:
             ratios.append({"scenario": scenario, "against": other, "rps_ratio": None, "p99_diff_ms": None})
-            lines.append(f"| {scenario} | {LABEL[other]} | n/a | n/a |")
+            lines.append(f"| {scenario} | {against} | n/a | n/a |")
 
     def ratio_of(scenario, other):
         for r in ratios:
@@ -779,7 +999,7 @@ def build_report(meta: dict, results: dict, status: dict, rss: dict, checks: dic
     target("bad-signature flood req/s ≥ 1.0× bare Pingora", v, 1.0, None if v is None else v >= 1.0,
            "n/a" if v is None else f"{v:.2f}×")
     for scenario, *_ in SCENARIOS:
-        if scenario in FEATURES:
+        if scenario in FEATURES or scenario in PEERS:
             continue
         r = ratio_of(scenario, "bare-pingora")
         v = r and r["p99_diff_ms"]
@@ -860,6 +1080,77 @@ def build_report(meta: dict, results: dict, status: dict, rss: dict, checks: dic
         else:
             target("revoked-list req/s within 2% of one-token", None, -REVOCATION_BUDGET, None, "n/a (not measured)")
 
+    def busy(r, key="cpu_s"):
+        return f"{r[key] / (r['duration_us'] / 1e6):.0%}" if r["duration_us"] else "n/a"
+
+    def cpu_per_request(r):
+        return f"{r['cpu_s'] / r['requests'] * 1e6:.1f}" if r["requests"] else "n/a"
+
+    negotiated = meta.get("tls_negotiated", {})
+    https_rows = [(proxy, s) for s in HTTPS for proxy in PEERS[s] if get_r(proxy, s)]
+    if https_rows:
+        lines.append("")
+        lines.append("## HTTPS termination (TLS 1.3, the same certificate, one core each)")
+        lines.append("")
+        lines.append("| proxy | scenario | req/s | p50 ms | p99 ms | proxy core busy | load core busy | "
+                     "proxy CPU µs per request | answers |")
+        lines.append("|---|---|---:|---:|---:|---:|---:|---:|---|")
+        for proxy, scenario in https_rows:
+            r = get_r(proxy, scenario)
+            lines.append(
+                f"| {PEER_PROCESSES[proxy + '-tls']} | {scenario} | {fmt_rps(r['rps'])} | {ms(r['p50_us'])} | "
+                f"{ms(r['p99_us'])} | {busy(r)} | {busy(r, 'load_core_cpu_s')} | {cpu_per_request(r)} | "
+                f"{r['answers']}{'' if r['answers_ok'] else ' ⚠'} |"
+            )
+        shown = {scenario for _, scenario in https_rows}
+        lines.append("")
+        lines.append(
+            "Each proxy terminates TLS on a process of its own (core "
+            f"{PROXY_CORE}) with the bench's self-signed EC P-256 certificate and forwards `GET /public/hello` to "
+            "the upstream (portcullis: the tls scenario's process, on its public route: no token)."
+            + (f" https-keepalive: wrk over https, keep-alive: {meta['connections']} handshakes per run, then record "
+               "encryption." if "https-keepalive" in shown else "")
+            + (f" https-handshake: ab, {meta['connections']} at a time, one HTTP/1.0 request per connection, each a "
+               "full handshake (ab resumes no session); its latency includes connect and handshake."
+               if "https-handshake" in shown else "")
+            + f" The load generator shares core {LOAD_CORE} with the upstream (load core busy: the two together): "
+            "where the load core is busy near 100 % and the proxy's is not, the load side was the limit, the req/s "
+            "say little about the proxy, and its CPU per request is the figure to compare. Negotiated: "
+            + "; ".join(f"{PEER_PROCESSES[p + '-tls'].split()[0]} {tls}" for p, tls in negotiated.items()) + "."
+        )
+
+    # label, result, whether a proxy served it
+    grpc_rows = [row for row in [
+        ("no proxy: h2load → the upstream (h2c)", get_r(DIRECT, "grpc"), False),
+        ("portcullis (h2c both sides, one valid token)", get_r("portcullis", "grpc"), True),
+        (f"portcullis, {BASELINE} (HTTP/1.1, wrk), for reference", get_r("portcullis", BASELINE), True),
+    ] if row[1]]
+    if get_r(DIRECT, "grpc") or get_r("portcullis", "grpc"):
+        lines.append("")
+        lines.append("## gRPC over HTTP/2 (h2c)")
+        lines.append("")
+        lines.append("| | req/s | p50 ms | p99 ms | proxy core busy | load core busy | proxy CPU µs per request "
+                     "| answers |")
+        lines.append("|---|---:|---:|---:|---:|---:|---:|---|")
+        for label, r, proxied in grpc_rows:
+            lines.append(
+                f"| {label} | {fmt_rps(r['rps'])} | {ms(r['p50_us'])} | {ms(r['p99_us'])} | "
+                f"{busy(r) if proxied else '—'} | {busy(r, 'load_core_cpu_s')} | "
+                f"{cpu_per_request(r) if proxied else '—'} | {r['answers']}{'' if r['answers_ok'] else ' ⚠'} |"
+            )
+        lines.append("")
+        p, d = get_r("portcullis", "grpc"), get_r(DIRECT, "grpc")
+        lines.append(
+            f"h2load, {meta['connections']} connections of one call at a time each: POST {GRPC_PATH} with "
+            "`content-type: application/grpc`, `te: trailers`, the single token and an empty message; the "
+            "upstream nginx answers a 5-byte empty message and the trailer `grpc-status: 0`. Without a proxy, h2load "
+            f"and the upstream have core {LOAD_CORE} to themselves: that row is the load side's own limit, a "
+            "ceiling for any proxy here, and its latency the floor."
+            + (f" portcullis adds {(p['p50_us'] - d['p50_us']) / 1000:+.2f} ms at p50 and "
+               f"{(p['p99_us'] - d['p99_us']) / 1000:+.2f} ms at p99." if p and d else "")
+            + (f" {meta['peer_notes']['grpc']}." if "grpc" in meta.get("peer_notes", {}) else "")
+        )
+
     lines.append("")
     lines.append("## Memory")
     lines.append("")
@@ -871,12 +1162,14 @@ def build_report(meta: dict, results: dict, status: dict, rss: dict, checks: dic
     lines.append("")
 
     data = {
-        "meta": {k: v for k, v in meta.items() if k not in ("feature_checks", "feature_notes", "scenario_status")},
+        "meta": {k: v for k, v in meta.items()
+                 if k not in ("feature_checks", "feature_notes", "scenario_status", "peer_checks", "peer_notes",
+                              "cell_status", "tls_negotiated")},
         "checks": checks,
         "results": [
             {"proxy": proxy, "scenario": scenario, **results[(proxy, scenario)]}
             for scenario, *_ in SCENARIOS
-            for proxy, *_ in PROXIES
+            for proxy, *_ in ROWS
             if (proxy, scenario) in results
         ],
         "not_measured": status,
@@ -886,6 +1179,10 @@ def build_report(meta: dict, results: dict, status: dict, rss: dict, checks: dic
         "feature_checks": meta.get("feature_checks", {}),
         "feature_notes": meta.get("feature_notes", {}),
         "scenarios_not_measured": meta.get("scenario_status", {}),
+        "peer_checks": meta.get("peer_checks", {}),
+        "peer_notes": meta.get("peer_notes", {}),
+        "peers_not_measured": [{"proxy": p, "scenario": s, "why": why} for (p, s), why in cell_status.items()],
+        "tls_negotiated": negotiated,
         "rss_kib": rss,
     }
     return "\n".join(lines), data
@@ -935,6 +1232,8 @@ def machine_meta(args) -> dict:
             "haproxy": version(["haproxy", "-v"], r"HAProxy version [\w.+~-]+"),
             "wrk": version(["wrk", "--version"], r"wrk [\w./~+-]+"),
             "redis": version(["redis-server", "--version"], r"v=[\d.]+").removeprefix("v="),
+            "ab": version(["ab", "-V"], r"ApacheBench, Version [\d.]+").replace(", Version", ""),
+            "h2load": version(["h2load", "--version"], r"nghttp2/[\d.]+"),
         },
     }
 
@@ -943,7 +1242,8 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--duration", type=float, default=15, help="seconds measured per proxy and scenario (default 15)")
     ap.add_argument("--warmup", type=float, default=3, help="seconds of the same load before each measurement (default 3)")
-    ap.add_argument("--connections", type=int, default=64, help="wrk connections (default 64)")
+    ap.add_argument("--connections", type=int, default=64,
+                    help="the load generator's connections: wrk's, ab's, h2load's (default 64)")
     ap.add_argument("--quick", action="store_true", help="smoke run: 2 s per run, 1 s warm-up")
     ap.add_argument("--rounds", type=int, default=1,
                     help="measure every proxy and scenario this many times, interleaved; report the median (default 1)")
@@ -1025,13 +1325,29 @@ def start_redis(procs: Processes, work: Path, port: int) -> str | None:
     return None
 
 
-def start_portcullis(args, procs: Processes, work: Path, name: str, values: dict, env: dict,
-                     features: bool, redis_port: int | None, sections: str = "") -> str | None:
-    """One portcullis process from conf/portcullis.yaml (plus the features'
-    sections when `features`, plus `sections`); None once /readyz answers
-    200, else why not."""
+def peer_command(work: Path, template: str, values: dict) -> list[str] | None:
+    """The command line of nginx or HAProxy running conf/`template`, filled
+    in and written to the working directory under the same name; None (and
+    why, logged) when haproxy -c rejects it."""
+    conf = work / template
+    conf.write_text(fill(template, values))
+    if template.startswith("nginx"):
+        return ["nginx", "-p", str(work), "-e", str(work / f"{conf.stem}.error.log"), "-c", str(conf),
+                "-g", "daemon off;"]
+    check = subprocess.run(["haproxy", "-c", "-q", "-f", str(conf)], capture_output=True, text=True)
+    if check.returncode != 0:
+        log(f"    haproxy -c rejected {conf.name}:\n{check.stdout}{check.stderr}")
+        return None
+    return ["haproxy", "-db", "-f", str(conf)]
+
+
+def start_portcullis(args, procs: Processes, work: Path, name: str, config: str, values: dict,
+                     env: dict) -> str | None:
+    """One portcullis process running `config` (portcullis_config()'s, or
+    grpc's own), listening on values' LISTEN_PORT and ADMIN_PORT; None once
+    /readyz answers 200, else why not."""
     conf = work / f"{name}.yaml"
-    conf.write_text(portcullis_config(values, features, redis_port, f"bench-{name}:", sections))
+    conf.write_text(config)
     check = subprocess.run([args.portcullis, "check", "-c", str(conf)], capture_output=True, text=True, env=env)
     if check.returncode != 0:
         log(f"    portcullis check failed:\n{check.stdout}{check.stderr}")
@@ -1441,14 +1757,106 @@ def setup_tls(ports: dict, tokens: dict, work: Path, connections: int) -> list[d
 
 
 def make_tls_files(work: Path) -> None:
-    """A self-signed EC P-256 certificate for 127.0.0.1 (tls) and an EC
-    P-256 PKCS#8 key with its public half (upstream-assertion)."""
+    """A self-signed EC P-256 certificate for 127.0.0.1 (tls and the HTTPS
+    scenarios), and the same certificate and key in one PEM file for
+    HAProxy."""
     subprocess.run(
         ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
          "-keyout", str(work / "tls.key"), "-out", str(work / "tls.crt"), "-days", "2", "-subj", "/CN=localhost",
          "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"],
         check=True, capture_output=True,
     )
+    (work / "tls.pem").write_bytes((work / "tls.crt").read_bytes() + (work / "tls.key").read_bytes())
+
+
+def setup_https(port: int, work: Path, https: list[str], connections: int) -> tuple[list[dict], str]:
+    """The HTTPS scenarios' checks of one proxy's TLS process: the handshake
+    (TLS 1.3, the bench's certificate, by bytes), the public route 200 over
+    HTTPS, and a 1 s probe with each selected scenario's load generator
+    (wrk over https, ab), all 2xx. Also what was negotiated (protocol and
+    cipher suite; with ab, the key exchange group), to compare across the
+    proxies."""
+    rows = []
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as raw:
+            with client_tls().wrap_socket(raw) as tls:
+                der = tls.getpeercert(binary_form=True)
+                version, cipher = tls.version(), tls.cipher()[0]
+        ours = ssl.PEM_cert_to_DER_cert((work / "tls.crt").read_text())
+        rows.append(check_row("handshake (Python's OpenSSL client, no ALPN, like wrk and ab)",
+                              "TLSv1.3, the bench's certificate",
+                              f"{version} {cipher}, {'the bench certificate' if der == ours else 'ANOTHER certificate'}",
+                              der == ours and version == "TLSv1.3"))
+        negotiated = f"{version} {cipher}"
+        status, _, _ = get(port, "/public/hello", tls=True)
+        rows.append(check_row("public route over HTTPS", 200, status, status == 200))
+    except (OSError, ssl.SSLError) as e:
+        rows.append(check_row("handshake", "TLS", f"error: {e}", False))
+        return rows, ""
+    for scenario in https:
+        tool = "ab, a new connection per request" if scenario == "https-handshake" else "wrk over https, keep-alive"
+        try:
+            r = load(scenario, port, "/public/hello", "none", work, 1, min(4, connections))
+            ok = r["requests"] > 0 and r["non2xx"] == 0 and r["socket_errors"] == 0
+            got = f"{r['requests']:,} requests, {r['non2xx']} non-2xx, {r['socket_errors']} failed"
+            if "tls" in r:
+                negotiated = r["tls"]
+                got += f"; {negotiated}"
+            rows.append(check_row(f"{tool} (1 s probe)", "all 2xx", got, ok))
+        except (RuntimeError, OSError, subprocess.TimeoutExpired) as e:
+            rows.append(check_row(f"{tool} (1 s probe)", "all 2xx", f"error: {str(e)[:200]}", False))
+    return rows, negotiated
+
+
+def grpc_call(port: int, work: Path, token: str | None) -> tuple[list[dict], int]:
+    """One gRPC call as h2load makes it (nghttp, h2c with prior knowledge):
+    the answer's header blocks (the headers, then the trailers; a
+    trailers-only answer has one) and its DATA bytes."""
+    argv = ["nghttp", "-nv", "-d", str(work / "grpc-request.bin"), "-H", "content-type: application/grpc",
+            "-H", "te: trailers", *(["-H", f"authorization: Bearer {token}"] if token else []),
+            f"http://127.0.0.1:{port}{GRPC_PATH}"]
+    out = subprocess.run(argv, capture_output=True, text=True, errors="replace", timeout=10)
+    blocks, fields, data = [], {}, 0
+    for line in out.stdout.splitlines():
+        if m := re.search(r"\] recv \(stream_id=\d+\) (:?[^:]+): (.*)$", line):
+            fields[m.group(1)] = m.group(2)
+        elif re.search(r"\] recv HEADERS frame ", line):
+            blocks.append(fields)
+            fields = {}
+        elif m := re.search(r"\] recv DATA frame <length=(\d+)", line):
+            data += int(m.group(1))
+    if not blocks:
+        raise OSError(f"nghttp got no answer (rc {out.returncode}): {out.stdout[-400:]} {out.stderr[-400:]}")
+    return blocks, data
+
+
+def setup_grpc(port: int, work: Path, tokens: dict, direct: bool) -> list[dict]:
+    """grpc's checks, with nghttp: through portcullis a call without a
+    token, with a forged one or without the scope is refused in gRPC form
+    (HTTP 200, trailers only, grpc-status 16 or 7, no message) and the
+    valid one gets the upstream's answer (a 5-byte message, then the
+    trailer grpc-status 0); straight to the upstream (`direct`), the same
+    call gets that answer."""
+    t = tokens["checks"]
+    cases = [("valid token", t["valid"], "0")]
+    if not direct:
+        cases = [("no token", None, "16"), ("bad signature", t["bad signature"], "16"),
+                 ("missing scope", t["no scope"], "7"), *cases]
+    rows = []
+    for name, token, want in cases:
+        passed = want == "0"
+        try:
+            blocks, data = grpc_call(port, work, token)
+            status, grpc = blocks[0].get(":status"), blocks[-1].get("grpc-status")
+            got = (f"{status}, grpc-status {grpc}, {'trailers only' if len(blocks) == 1 else 'trailers'}, "
+                   f"{data} message bytes")
+            ok = (status == "200" and grpc == want and blocks[0].get("content-type") == "application/grpc"
+                  and (len(blocks) == 2 and data == len(GRPC_FRAME) if passed else len(blocks) == 1 and data == 0))
+        except (OSError, subprocess.TimeoutExpired) as e:
+            got, ok = f"error: {e}", False
+        rows.append(check_row(name, f"200, grpc-status {want}, " + (f"trailers, {len(GRPC_FRAME)} message bytes"
+                                                                    if passed else "trailers only"), got, ok))
+    return rows
 
 
 def make_assertion_key(work: Path) -> None:
@@ -1476,7 +1884,8 @@ def run(args, proxies, scenarios, work: Path, out_dir: Path, procs: Processes, m
 
     selected = [s[0] for s in scenarios]
     features = [s for s in FEATURES if s in selected] if "portcullis" in proxies else []
-    names = ["upstream", "jwks", *proxies, "portcullis-admin"]
+    https = [s for s in HTTPS if s in selected]
+    names = ["upstream", "upstream-grpc", "jwks", *proxies, "portcullis-admin"]
     if "revoked-list" in features:
         names += ["portcullis-revoked", "portcullis-revoked-admin"]
     if "limit-redis" in features:
@@ -1484,12 +1893,16 @@ def run(args, proxies, scenarios, work: Path, out_dir: Path, procs: Processes, m
     if "session-cookie" in features:
         names.append("idp")
     for scenario in ("upstream-assertion", "tls"):
-        if scenario in features:
+        if scenario in features or (scenario == "tls" and https and "portcullis" in proxies):
             names += [INSTANCE[scenario], INSTANCE[scenario] + "-admin"]
+    names += [f"{proxy}-tls" for proxy in ("nginx", "haproxy") if https and proxy in proxies]
+    if "grpc" in selected and "portcullis" in proxies:
+        names += ["portcullis-grpc", "portcullis-grpc-admin"]
     ports = {name: free_port() for name in names}
     values = {
         "DIR": work,
         "UPSTREAM_PORT": ports["upstream"],
+        "GRPC_PORT": ports["upstream-grpc"],
         "JWKS_PORT": ports["jwks"],
         "ISSUER": ISSUER,
         "AUDIENCE": AUDIENCE,
@@ -1517,13 +1930,18 @@ def run(args, proxies, scenarios, work: Path, out_dir: Path, procs: Processes, m
 
 def measure(args, proxies, scenarios, work, out_dir, procs, meta, tokens, features, ports, values,
             admin_token, portcullis_env, idp) -> int:
+    selected = [s[0] for s in scenarios]
+    https = [s for s in HTTPS if s in selected]
 
     log("==> fixed upstream (nginx, core 1)")
+    # grpc: the upstream's answer, and the request h2load and nghttp send.
+    (work / "www" / "grpc-reply").write_bytes(GRPC_FRAME)
+    (work / "grpc-request.bin").write_bytes(GRPC_FRAME)
     conf = work / "nginx-upstream.conf"
     conf.write_text(fill("nginx-upstream.conf", values))
     up = procs.start("upstream", LOAD_CORE, ["nginx", "-p", str(work), "-e", str(work / "nginx-upstream.error.log"),
                                               "-c", str(conf), "-g", "daemon off;"])
-    if not (wait_port(ports["upstream"], up) and wait_port(ports["jwks"], up)):
+    if not all(wait_port(ports[name], up) for name in ("upstream", "upstream-grpc", "jwks")):
         raise SystemExit("upstream nginx did not start:\n" + procs.log_tail("upstream")
                          + (work / "nginx-upstream.error.log").read_text(errors="replace")[-2000:])
     status, _, body = get(ports["jwks"], "/jwks.json")
@@ -1531,6 +1949,19 @@ def measure(args, proxies, scenarios, work, out_dir, procs, meta, tokens, featur
 
     # Why a feature scenario is not measured (the other proxies never are).
     scenario_status: dict[str, str] = {}
+    # Why a peer scenario is not measured on one of its proxies (or, for
+    # grpc, without a proxy).
+    cell_status: dict[tuple[str, str], str] = {}
+
+    def unmeasured(scenario: str, why: str) -> None:
+        for who in PEERS[scenario]:
+            if who in proxies or who == DIRECT:
+                cell_status[(who, scenario)] = why
+
+    if "https-handshake" in selected and not shutil.which("ab"):
+        unmeasured("https-handshake", "not measured (no ab; Debian: apt-get install apache2-utils)")
+    if "grpc" in selected and not (shutil.which("h2load") and shutil.which("nghttp")):
+        unmeasured("grpc", "not measured (no h2load or nghttp; Debian: apt-get install nghttp2-client)")
     redis_port = None
     if "limit-redis" in features:
         log(f"==> redis-server for limit-redis (core {LOAD_CORE})")
@@ -1546,24 +1977,19 @@ def measure(args, proxies, scenarios, work, out_dir, procs, meta, tokens, featur
         port = ports[proxy]
         v = dict(values, LISTEN_PORT=port)
         log(f"==> {LABEL[proxy]} on 127.0.0.1:{port} (core {PROXY_CORE})")
-        if proxy == "nginx":
-            conf = work / "nginx-proxy.conf"
-            conf.write_text(fill("nginx-proxy.conf", v))
-            argv = ["nginx", "-p", str(work), "-e", str(work / "nginx-proxy.error.log"), "-c", str(conf), "-g", "daemon off;"]
-        elif proxy in ("haproxy", "haproxy-jwt"):
-            conf = work / f"{proxy}.cfg"
-            conf.write_text(fill("haproxy-passthrough.cfg" if proxy == "haproxy" else "haproxy-jwt.cfg", v))
-            check = subprocess.run(["haproxy", "-c", "-q", "-f", str(conf)], capture_output=True, text=True)
-            if check.returncode != 0:
+        if proxy in ("nginx", "haproxy", "haproxy-jwt"):
+            argv = peer_command(work, {"nginx": "nginx-proxy.conf", "haproxy": "haproxy-passthrough.cfg",
+                                       "haproxy-jwt": "haproxy-jwt.cfg"}[proxy], v)
+            if argv is None:
                 status_of[proxy] = "not measured (config rejected)"
-                log(f"    haproxy -c rejected {conf.name}:\n{check.stdout}{check.stderr}")
                 continue
-            argv = ["haproxy", "-db", "-f", str(conf)]
         elif proxy == "bare-pingora":
             argv = [args.bare_pingora, f"127.0.0.1:{port}", f"127.0.0.1:{ports['upstream']}", "1"]
         else:
-            why = start_portcullis(args, procs, work, "portcullis", dict(v, ADMIN_PORT=ports["portcullis-admin"]),
-                                   portcullis_env, bool(features), redis_port)
+            v["ADMIN_PORT"] = ports["portcullis-admin"]
+            why = start_portcullis(args, procs, work, "portcullis",
+                                   portcullis_config(v, bool(features), redis_port, "bench-portcullis:"), v,
+                                   portcullis_env)
             if why:
                 status_of[proxy] = why
             else:
@@ -1579,16 +2005,19 @@ def measure(args, proxies, scenarios, work, out_dir, procs, meta, tokens, featur
         # Configured as the first (its own key_prefix), idle but for revoked-list.
         port = ports["portcullis-revoked"]
         log(f"==> portcullis for revoked-list on 127.0.0.1:{port} (core {PROXY_CORE})")
-        why = start_portcullis(
-            args, procs, work, "portcullis-revoked",
-            dict(values, LISTEN_PORT=port, ADMIN_PORT=ports["portcullis-revoked-admin"]),
-            portcullis_env, True, redis_port,
-        )
+        v = dict(values, LISTEN_PORT=port, ADMIN_PORT=ports["portcullis-revoked-admin"])
+        why = start_portcullis(args, procs, work, "portcullis-revoked",
+                               portcullis_config(v, True, redis_port, "bench-portcullis-revoked:"), v, portcullis_env)
         if why:
             scenario_status["revoked-list"] = why
-    # upstream-assertion and tls: configured as the first, plus their section.
+    if https or "tls" in features:
+        make_tls_files(work)
+    # upstream-assertion and tls: configured as the first, plus their
+    # section. tls's process is also portcullis's in the HTTPS scenarios
+    # (on the public route).
     for scenario in ("upstream-assertion", "tls"):
-        if scenario not in features or "portcullis" not in pids:
+        served = [s for s in (scenario, *(https if scenario == "tls" else [])) if s in features or s in https]
+        if not served or "portcullis" not in pids:
             continue
         name = INSTANCE[scenario]
         if scenario == "upstream-assertion":
@@ -1598,16 +2027,46 @@ def measure(args, proxies, scenarios, work, out_dir, procs, meta, tokens, featur
                         f'  key_file: "{work / "assertion-key.pem"}"\n'
                         "  alg: ES256")
         else:
-            make_tls_files(work)
             sections = f'tls:\n  cert: "{work / "tls.crt"}"\n  key: "{work / "tls.key"}"'
         port = ports[name]
-        log(f"==> portcullis for {scenario} on 127.0.0.1:{port} (core {PROXY_CORE})")
-        why = start_portcullis(
-            args, procs, work, name, dict(values, LISTEN_PORT=port, ADMIN_PORT=ports[name + "-admin"]),
-            portcullis_env, True, redis_port, sections,
-        )
+        log(f"==> portcullis for {', '.join(served)} on 127.0.0.1:{port} (core {PROXY_CORE})")
+        v = dict(values, LISTEN_PORT=port, ADMIN_PORT=ports[name + "-admin"])
+        why = start_portcullis(args, procs, work, name,
+                               portcullis_config(v, True, redis_port, f"bench-{name}:", sections), v, portcullis_env)
         if why:
-            scenario_status[scenario] = why
+            for s in served:
+                if s in FEATURES:
+                    scenario_status[s] = why
+                else:
+                    cell_status[("portcullis", s)] = why
+    # The HTTPS scenarios' nginx and HAProxy: their own processes with a TLS
+    # listener and the same certificate, idle on core 0 while the others are
+    # measured.
+    for proxy in ("nginx", "haproxy"):
+        if not https or proxy not in pids:
+            continue
+        name = f"{proxy}-tls"
+        port = ports[name]
+        log(f"==> {LABEL[proxy].split()[0]} terminating TLS on 127.0.0.1:{port} (core {PROXY_CORE})")
+        argv = peer_command(work, "nginx-tls.conf" if proxy == "nginx" else "haproxy-tls.cfg",
+                            dict(values, LISTEN_PORT=port))
+        proc = procs.start(name, PROXY_CORE, argv) if argv else None
+        if proc is None or not wait_port(port, proc):
+            why = "not measured (config rejected)" if proc is None else "not measured (did not start)"
+            if proc is not None:
+                log(f"    did not start:\n{procs.log_tail(name)}")
+            for s in https:
+                cell_status[(proxy, s)] = why
+    # grpc: portcullis with h2c on both sides, a process of its own
+    # (conf/portcullis-grpc.yaml); the floor needs nothing but the upstream.
+    if "grpc" in selected and "portcullis" in pids and ("portcullis", "grpc") not in cell_status:
+        port = ports["portcullis-grpc"]
+        log(f"==> portcullis for grpc (h2c) on 127.0.0.1:{port} (core {PROXY_CORE})")
+        v = dict(values, LISTEN_PORT=port, ADMIN_PORT=ports["portcullis-grpc-admin"])
+        why = start_portcullis(args, procs, work, "portcullis-grpc", fill("portcullis-grpc.yaml", v), v,
+                               portcullis_env)
+        if why:
+            cell_status[("portcullis", "grpc")] = why
 
     log("==> enforcement checks")
     checks: dict[str, list[dict]] = {}
@@ -1648,6 +2107,43 @@ def measure(args, proxies, scenarios, work, out_dir, procs, meta, tokens, featur
                 scenario_status[scenario] = "not measured (check failed)"
     redis_calls_before = redis_calls(redis_port) if redis_port and "limit-redis" not in scenario_status else None
 
+    # The peer scenarios' checks, by process; one failing leaves its proxy
+    # unmeasured in the scenarios that process serves.
+    peer_checks: dict[str, list[dict]] = {}
+    negotiated: dict[str, str] = {}
+    peers = [(proxy, scenario) for scenario in selected if scenario in PEERS for proxy in PEERS[scenario]
+             if (proxy == DIRECT or (proxy in pids and proxy not in status_of)) and (proxy, scenario) not in cell_status]
+    if peers:
+        log("==> peer scenarios: setup and checks")
+    for proxy in dict.fromkeys(p for p, s in peers if s in HTTPS):
+        peer_checks[f"{proxy}-tls"], negotiated[proxy] = setup_https(
+            ports[f"{proxy}-tls"], work, [s for p, s in peers if p == proxy and s in HTTPS], args.connections)
+    # The same TLS for all three: each against what portcullis negotiated
+    # (or, without it, the first proxy).
+    seen = {proxy: tls for proxy, tls in negotiated.items() if tls}
+    if len(seen) > 1:
+        reference = "portcullis" if "portcullis" in seen else next(iter(seen))
+        for proxy, tls in seen.items():
+            if proxy != reference:
+                peer_checks[f"{proxy}-tls"].append(check_row(
+                    f"negotiated as with {LABEL[reference]}", seen[reference], tls, tls == seen[reference]))
+    grpc_refused_before = 0.0
+    for proxy in (p for p, s in peers if s == "grpc"):
+        name = target(proxy, "grpc")[1]
+        peer_checks[name] = setup_grpc(ports[name], work, tokens, direct=proxy == DIRECT)
+        if proxy == "portcullis":
+            # The checks' refusals; the measurement must add none.
+            admin = ports["portcullis-grpc-admin"]
+            grpc_refused_before = (metric(admin, "portcullis_requests_total")
+                                   - metric(admin, "portcullis_requests_total", decision="allow"))
+    for proxy, scenario in peers:
+        name = target(proxy, scenario)[1]
+        if not all(r["ok"] for r in peer_checks.get(name, [])):
+            cell_status[(proxy, scenario)] = "not measured (check failed)"
+    for name, rows in peer_checks.items():
+        for r in rows:
+            log(f"    {name:<26} {'ok  ' if r['ok'] else 'FAIL'} {r['check']}: want {r['want']}, got {r['got']}")
+
     # Scenario by scenario, the proxies one after another, `--rounds` times
     # over: a machine whose speed drifts (a cloud VM's neighbours) shifts
     # every proxy alike instead of whichever ran last. Each (proxy, scenario)
@@ -1662,19 +2158,21 @@ def measure(args, proxies, scenarios, work, out_dir, procs, meta, tokens, featur
         if args.rounds > 1:
             log(f"==> round {round_no} of {args.rounds}")
         for scenario, _, path, mode in scenarios:
-            for proxy in measured:
-                if proxy in status_of or not supports(proxy, scenario) or scenario in scenario_status:
+            for proxy in [*measured, DIRECT]:
+                if (proxy in status_of or not supports(proxy, scenario) or scenario in scenario_status
+                        or (proxy, scenario) in cell_status):
                     continue
-                # revoked-list, upstream-assertion and tls are measured on
-                # processes of their own.
-                instance = INSTANCE.get(scenario, proxy)
-                tls = scenario == "tls"
+                # Some scenarios are measured on processes of their own.
+                instance, port_name = target(proxy, scenario)
+                port = ports[port_name]
                 if not procs.alive(instance):
                     why = f"crashed before {scenario}"
                     if instance == proxy:
                         status_of[proxy] = why
-                    else:
+                    elif scenario in FEATURES:
                         scenario_status[scenario] = why
+                    else:
+                        cell_status[(proxy, scenario)] = why
                     log(f"    {instance} is no longer running (exit {procs.procs[instance].returncode}):\n"
                         f"{procs.log_tail(instance)}")
                     continue
@@ -1691,13 +2189,24 @@ def measure(args, proxies, scenarios, work, out_dir, procs, meta, tokens, featur
                         warmups == 0 or (mode == "rotate" and sent < TOKEN_COUNT)
                     ):
                         if mode == "cookie":
-                            fresh_session(ports[instance], idp, work)
-                        n = wrk(ports[instance], path, mode, work, args.warmup, args.connections, offset=sent,
-                                tls=tls)["requests"]
+                            fresh_session(port, idp, work)
+                        n = load(scenario, port, path, mode, work, args.warmup, args.connections,
+                                 offset=sent)["requests"]
                         sent, warmed, warmups = sent + n, warmed + n, warmups + 1
                     if mode == "cookie":
-                        signed_in_at = fresh_session(ports[instance], idp, work)
-                    r = wrk(ports[instance], path, mode, work, args.duration, args.connections, offset=sent, tls=tls)
+                        signed_in_at = fresh_session(port, idp, work)
+                    # What the run cost the process measured (for the
+                    # floor, the upstream) and the load core: the upstream
+                    # and the load generator, a child reaped by load().
+                    cpu_before = cpu_seconds(procs.procs[instance].pid)
+                    upstream_before = cpu_seconds(procs.procs["upstream"].pid)
+                    children_before = resource.getrusage(resource.RUSAGE_CHILDREN)
+                    r = load(scenario, port, path, mode, work, args.duration, args.connections, offset=sent)
+                    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+                    r["cpu_s"] = cpu_seconds(procs.procs[instance].pid) - cpu_before
+                    r["load_core_cpu_s"] = (cpu_seconds(procs.procs["upstream"].pid) - upstream_before
+                                            + children.ru_utime + children.ru_stime
+                                            - children_before.ru_utime - children_before.ru_stime)
                     if mode == "cookie":
                         # wrk keeps sending the cookie it was given: past the
                         # renewal time every answer would re-seal the session.
@@ -1709,6 +2218,8 @@ def measure(args, proxies, scenarios, work, out_dir, procs, meta, tokens, featur
                     log(f"    {proxy} / {scenario}: {e}\n{procs.log_tail(instance)}")
                     if scenario in FEATURES:
                         scenario_status.setdefault(scenario, "not measured (wrk failed)")
+                    elif scenario in PEERS:
+                        cell_status.setdefault(key, "not measured (load generator failed)")
                     else:
                         status_of.setdefault(proxy, f"wrk failed in {scenario}")
                     continue
@@ -1759,8 +2270,10 @@ def measure(args, proxies, scenarios, work, out_dir, procs, meta, tokens, featur
             status_of[proxy] = status_of.get(proxy, "crashed during the run")
             log(f"    {proxy} exited (code {procs.procs[proxy].returncode}):\n{procs.log_tail(proxy)}")
 
-    # Where the feature scenarios' requests went, read back after the run.
+    # Where the feature scenarios' (and grpc's) requests went, read back
+    # after the run.
     feature_notes: dict[str, str] = {}
+    peer_notes: dict[str, str] = {}
     try:
         r = results.get(("portcullis", "limit-redis"))
         if r and redis_calls_before is not None and procs.alive("portcullis"):
@@ -1824,11 +2337,35 @@ def measure(args, proxies, scenarios, work, out_dir, procs, meta, tokens, featur
                 f"and record encryption on every request, wrk's share of it on the load core; handshake as the check "
                 f"saw it: {shake.split(',')[0]}"
             )
+        r = results.get(("portcullis", "grpc"))
+        if r and procs.alive("portcullis-grpc"):
+            # h2load cannot tell a gRPC refusal (HTTP 200) from an answer:
+            # portcullis's own count of what it decided.
+            admin = ports["portcullis-grpc-admin"]
+            allowed = metric(admin, "portcullis_requests_total", decision="allow")
+            # The calls in flight when h2load stops a run are cut off (it
+            # closes its connections): portcullis counts them as bad requests.
+            cut = metric(admin, "portcullis_requests_total", decision="bad_request")
+            refused = metric(admin, "portcullis_requests_total") - allowed - cut - grpc_refused_before
+            answered = metric(admin, "portcullis_upstream_responses_total", upstream="grpc", **{"class": "2xx"})
+            sent = offsets.get(("portcullis", "grpc"), 0)
+            peer_notes["grpc"] = (
+                f"portcullis allowed {allowed:,.0f} calls and refused {refused:,.0f} after the checks ({cut:,.0f} more "
+                f"cut off by h2load at the end of a run); the upstream answered {answered:,.0f} of them 2xx; h2load "
+                f"counted {sent:,} answers (warm-ups included, the calls cut off not)"
+            )
+            if refused or allowed < sent:
+                r["answers_ok"] = False
+                r["answers"] += f", {refused:,.0f} refused, {allowed:,.0f} allowed for {sent:,} answers"
     except OSError as e:
         log(f"warning: reading the feature metrics back failed: {e}")
     meta["feature_notes"] = feature_notes
     meta["feature_checks"] = feature_checks
     meta["scenario_status"] = scenario_status
+    meta["peer_checks"] = peer_checks
+    meta["peer_notes"] = peer_notes
+    meta["cell_status"] = cell_status
+    meta["tls_negotiated"] = negotiated
     meta["loadavg_end"] = Path("/proc/loadavg").read_text().split()[0]
 
     report, data = build_report(meta, results, status_of, rss, checks)

@@ -5,10 +5,11 @@
 #   bash tests/bench/run.sh [--duration SECONDS] [--connections N] [--quick] [--out DIR]
 #                           [--proxies a,b] [--scenarios a,b] [--keep] [--no-build]
 #
-# Installs nginx, haproxy, wrk and redis-server from Debian packages when
-# missing (as root), builds portcullis and bare-pingora in release mode, then
-# hands over to bench.py, which starts everything on loopback, checks that
-# each proxy answers as it should, measures and prints tables. See README.md.
+# Installs nginx, haproxy, wrk, redis-server, ab and h2load from Debian
+# packages when missing (as root), builds portcullis and bare-pingora in
+# release mode, then hands over to bench.py, which starts everything on
+# loopback, checks that each proxy answers as it should, measures and prints
+# tables. See README.md.
 set -euo pipefail
 
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -19,7 +20,7 @@ args=()
 for arg in "$@"; do
   case "$arg" in
     --no-build) build=0 ;;
-    -h|--help) sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'; exec python3 "$HERE/bench.py" --help ;;
+    -h|--help) sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; exec python3 "$HERE/bench.py" --help ;;
     *) args+=("$arg") ;;
   esac
 done
@@ -34,10 +35,15 @@ command -v wrk     >/dev/null 2>&1 || missing+=(wrk)
 command -v taskset >/dev/null 2>&1 || missing+=(util-linux)
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 command -v python3 >/dev/null 2>&1 || missing+=(python3 python3-venv)
-# Only limit-redis needs it (bench.py starts a private one on loopback,
-# without persistence); without it that scenario is reported as not measured.
+# Each needed by one scenario only, which is reported as not measured
+# without it: redis-server by limit-redis (bench.py starts a private one on
+# loopback, without persistence), ab (apache2-utils) by https-handshake,
+# h2load and nghttp (nghttp2-client) by grpc.
 optional=()
-command -v redis-server >/dev/null 2>&1 || optional+=(redis-server)
+skipped=()
+command -v redis-server >/dev/null 2>&1 || { optional+=(redis-server); skipped+=(limit-redis); }
+command -v ab >/dev/null 2>&1 || { optional+=(apache2-utils); skipped+=(https-handshake); }
+{ command -v h2load && command -v nghttp; } >/dev/null 2>&1 || { optional+=(nghttp2-client); skipped+=(grpc); }
 if ((${#missing[@]} + ${#optional[@]})); then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     step "installing ${missing[*]} ${optional[*]} (apt-get)"
@@ -48,7 +54,7 @@ if ((${#missing[@]} + ${#optional[@]})); then
     echo "missing: ${missing[*]}; install them (Debian: apt-get install ${missing[*]} ${optional[*]})" >&2
     exit 1
   else
-    echo "warning: no redis-server (Debian: apt-get install redis-server): limit-redis will not be measured" >&2
+    echo "warning: no ${optional[*]} (Debian: apt-get install ${optional[*]}): ${skipped[*]} will not be measured" >&2
   fi
 fi
 # (No `| head` or `| grep -q` here: with pipefail, SIGPIPE would end the script.)
