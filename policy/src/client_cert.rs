@@ -101,16 +101,25 @@ impl fmt::Display for DistinguishedName {
             if i > 0 {
                 f.write_str(",")?;
             }
-            write!(f, "{kind}=")?;
-            for c in value.chars() {
-                if matches!(c, ',' | '+' | '"' | '\\' | '<' | '>' | ';' | '=') {
-                    f.write_str("\\")?;
-                }
-                write!(f, "{c}")?;
-            }
+            write!(f, "{kind}={}", escape_dn_value(value))?;
         }
         Ok(())
     }
+}
+
+/// An attribute value as RFC 4514 section 2.4 writes it: the special
+/// characters escaped, and a leading space or `#` and a trailing space.
+pub fn escape_dn_value(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    let last = value.chars().count().saturating_sub(1);
+    for (i, c) in value.chars().enumerate() {
+        let edge = (i == 0 && (c == ' ' || c == '#')) || (i == last && c == ' ');
+        if edge || matches!(c, ',' | '+' | '"' | '\\' | '<' | '>' | ';' | '=') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
 }
 
 /// What portcullis knows of a verified client certificate: computed once
@@ -269,6 +278,14 @@ mod tests {
         assert!(matches!(DistinguishedName::parse("CN=a,,O=b"), Err(DnError::NotAnAttribute(_))));
         assert!(matches!(DistinguishedName::parse("CN="), Err(DnError::NotAnAttribute(_))));
         assert_eq!(DistinguishedName::parse("CN=a\\"), Err(DnError::TrailingEscape));
+    }
+
+    #[test]
+    fn values_are_escaped_as_rfc_4514_says() {
+        assert_eq!(escape_dn_value("Smith, John"), "Smith\\, John");
+        assert_eq!(escape_dn_value(" lead"), "\\ lead");
+        assert_eq!(escape_dn_value("#1"), "\\#1");
+        assert_eq!(escape_dn_value("plain"), "plain");
     }
 
     #[test]

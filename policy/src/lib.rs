@@ -19,7 +19,8 @@ mod table;
 
 pub use claims::{decode_segment, ClaimCondition, ClaimId, ClaimValue, ClaimValues, Condition, Literal};
 pub use client_cert::{
-    parse_fingerprint, CertificateRule, CertificateVerdict, ClientCertificate, DistinguishedName, DnError, UriPattern,
+    escape_dn_value, parse_fingerprint, CertificateRule, CertificateVerdict, ClientCertificate, DistinguishedName,
+    DnError, UriPattern,
 };
 pub use decide::{decide, is_scope_token, Decision, Principal, ScopeSet};
 pub use host::{normalize_host, HostError};

@@ -169,7 +169,7 @@ fn certificate_identity(der: &[u8]) -> Option<ClientCertificate> {
     let subject_text = attributes
         .iter()
         .rev()
-        .map(|(kind, value)| format!("{kind}={}", escape_dn_value(value)))
+        .map(|(kind, value)| format!("{kind}={}", policy::escape_dn_value(value)))
         .collect::<Vec<_>>()
         .join(",");
     let (mut dns_names, mut uris) = (Vec::new(), Vec::new());
@@ -190,30 +190,4 @@ fn certificate_identity(der: &[u8]) -> Option<ClientCertificate> {
         uris: uris.into(),
         sha256: sha256.as_ref().try_into().ok()?,
     })
-}
-
-/// RFC 4514 section 2.4: the characters a value must escape.
-fn escape_dn_value(value: &str) -> String {
-    let mut out = String::with_capacity(value.len());
-    for (i, c) in value.chars().enumerate() {
-        let edge = (i == 0 && (c == ' ' || c == '#')) || (i + 1 == value.chars().count() && c == ' ');
-        if edge || matches!(c, ',' | '+' | '"' | '\\' | '<' | '>' | ';' | '=') {
-            out.push('\\');
-        }
-        out.push(c);
-    }
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn values_are_escaped_as_rfc_4514_says() {
-        assert_eq!(escape_dn_value("Smith, John"), "Smith\\, John");
-        assert_eq!(escape_dn_value(" lead"), "\\ lead");
-        assert_eq!(escape_dn_value("#1"), "\\#1");
-        assert_eq!(escape_dn_value("plain"), "plain");
-    }
 }
