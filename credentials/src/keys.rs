@@ -1,9 +1,13 @@
 //! Verification keys: JWKS documents parsed into usable keys.
 
 use aws_lc_rs::digest;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
 use config::Algorithm;
-use jsonwebtoken::jwk::Jwk;
-use jsonwebtoken::{AlgorithmFamily, DecodingKey};
+use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk};
+use jsonwebtoken::AlgorithmFamily;
+
+use crate::jws::{PublicKeyMaterial, SignatureKey};
 
 /// Largest number of keys kept from one JWKS; a document with more is
 /// truncated (real IdPs publish a handful).
@@ -18,7 +22,16 @@ pub struct VerificationKey {
     /// The JWK's own `alg`, when it names one: the key is then only used for it.
     pub alg: Option<Algorithm>,
     pub family: AlgorithmFamily,
-    pub key: DecodingKey,
+    /// The key parsed for each pinned algorithm it can verify, once, when
+    /// the JWKS or secret was loaded.
+    prepared: Vec<SignatureKey>,
+}
+
+impl VerificationKey {
+    /// The key ready for `alg`, if it was prepared for it.
+    pub fn for_alg(&self, alg: Algorithm) -> Option<&SignatureKey> {
+        self.prepared.iter().find(|key| key.alg() == alg)
+    }
 }
 
 impl std::fmt::Debug for VerificationKey {
@@ -83,17 +96,11 @@ pub fn to_jwt_algorithm(alg: Algorithm) -> jsonwebtoken::Algorithm {
 }
 
 impl KeySet {
-    /// The single key of an HMAC issuer.
-    pub fn from_secret(secret: &[u8]) -> KeySet {
-        KeySet {
-            keys: vec![VerificationKey {
-                id: 0,
-                kid: None,
-                alg: None,
-                family: AlgorithmFamily::Hmac,
-                key: DecodingKey::from_secret(secret),
-            }],
-        }
+    /// The single key of an HMAC issuer, prepared for its `allowed` HMAC
+    /// algorithms.
+    pub fn from_secret(secret: &[u8], allowed: &[Algorithm]) -> KeySet {
+        let prepared = allowed.iter().filter_map(|&alg| SignatureKey::hmac(alg, secret)).collect();
+        KeySet { keys: vec![VerificationKey { id: 0, kid: None, alg: None, family: AlgorithmFamily::Hmac, prepared }] }
     }
 
     /// Parse a JWKS, keeping the keys usable with `allowed` algorithms.
@@ -167,12 +174,8 @@ fn usable_key(entry: serde_json::Value, allowed: &[Algorithm]) -> Option<Verific
     }
     let fingerprint = digest::digest(&digest::SHA256, entry.to_string().as_bytes());
     let jwk: Jwk = serde_json::from_value(entry).ok()?;
-    let key = DecodingKey::from_jwk(&jwk).ok()?;
-    let family = key.family();
-    if family == AlgorithmFamily::Hmac {
-        // A symmetric key in a public JWKS is a misconfiguration at best.
-        return None;
-    }
+    let material = KeyMaterial::of(&jwk.algorithm)?;
+    let family = material.family();
     let alg = match jwk.common.key_algorithm {
         None => None,
         Some(named) => {
@@ -182,12 +185,61 @@ fn usable_key(entry: serde_json::Value, allowed: &[Algorithm]) -> Option<Verific
             Some(Algorithm::from_name(&name).filter(|a| allowed.contains(a) && family_of(*a) == family)?)
         }
     };
-    if !allowed.iter().any(|a| family_of(*a) == family) {
+    let prepared: Vec<SignatureKey> = allowed
+        .iter()
+        .filter(|&&a| family_of(a) == family && alg.is_none_or(|own| own == a))
+        .filter_map(|&a| SignatureKey::public(a, material.as_material()))
+        .collect();
+    // Of no use with any pinned algorithm (or not a valid key at all).
+    if prepared.is_empty() {
         return None;
     }
     let mut id = [0u8; 8];
     id.copy_from_slice(&fingerprint.as_ref()[..8]);
-    Some(VerificationKey { id: u64::from_le_bytes(id), kid: jwk.common.key_id, alg, family, key })
+    Some(VerificationKey { id: u64::from_le_bytes(id), kid: jwk.common.key_id, alg, family, prepared })
+}
+
+/// A JWK's public key, decoded. Symmetric keys are not among them: a
+/// secret in a public JWKS is a misconfiguration at best.
+enum KeyMaterial {
+    Rsa { n: Vec<u8>, e: Vec<u8> },
+    EcPoint(Vec<u8>),
+    Ed25519(Vec<u8>),
+}
+
+impl KeyMaterial {
+    fn of(parameters: &AlgorithmParameters) -> Option<KeyMaterial> {
+        let decode = |part: &str| URL_SAFE_NO_PAD.decode(part).ok();
+        Some(match parameters {
+            AlgorithmParameters::RSA(rsa) => KeyMaterial::Rsa { n: decode(&rsa.n)?, e: decode(&rsa.e)? },
+            AlgorithmParameters::EllipticCurve(ec) if matches!(ec.curve, EllipticCurve::P256 | EllipticCurve::P384) => {
+                let mut point = vec![0x04];
+                point.extend(decode(&ec.x)?);
+                point.extend(decode(&ec.y)?);
+                KeyMaterial::EcPoint(point)
+            }
+            AlgorithmParameters::OctetKeyPair(okp) if okp.curve == EllipticCurve::Ed25519 => {
+                KeyMaterial::Ed25519(decode(&okp.x)?)
+            }
+            _ => return None,
+        })
+    }
+
+    fn family(&self) -> AlgorithmFamily {
+        match self {
+            KeyMaterial::Rsa { .. } => AlgorithmFamily::Rsa,
+            KeyMaterial::EcPoint(_) => AlgorithmFamily::Ec,
+            KeyMaterial::Ed25519(_) => AlgorithmFamily::Ed,
+        }
+    }
+
+    fn as_material(&self) -> PublicKeyMaterial<'_> {
+        match self {
+            KeyMaterial::Rsa { n, e } => PublicKeyMaterial::Rsa { n, e },
+            KeyMaterial::EcPoint(point) => PublicKeyMaterial::EcPoint(point),
+            KeyMaterial::Ed25519(x) => PublicKeyMaterial::Ed25519(x),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
 //! What clients and identity providers hand portcullis, parsed and judged
 //! without I/O: the bearer token on a request, the unverified JWT header and
-//! `iss` used to pick an issuer, JWKS documents, OpenID discovery documents,
+//! `iss` used to pick an issuer, the JWS signature and registered claims,
+//! JWKS documents (parsed into keys ready to verify), OpenID discovery documents,
 //! the `max-age` of an IdP's `Cache-Control`, claims, RFC 7662 introspection
 //! answers and login-form fields.
 //!
@@ -16,5 +17,6 @@ pub mod claims;
 pub mod discovery;
 pub mod form;
 pub mod introspection;
+pub mod jws;
 pub mod keys;
 pub mod peek;

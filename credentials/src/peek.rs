@@ -22,12 +22,19 @@ pub struct JoseHeader {
     pub crit: Option<serde_json::Value>,
 }
 
-/// What a token claims about itself before verification.
+/// What a token claims about itself before verification, and its parts
+/// as the verifier needs them: the payload is decoded here once.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Peeked {
+pub struct Peeked<'t> {
     pub header: JoseHeader,
     /// `iss`, if present and a string.
     pub issuer: Option<String>,
+    /// The payload's JSON, decoded from base64url (an object).
+    pub payload: Vec<u8>,
+    /// `header.payload` as sent: what the signature signs.
+    pub signing_input: &'t str,
+    /// The signature part, still base64url.
+    pub signature: &'t str,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -62,8 +69,9 @@ pub fn split(token: &str) -> Result<[&str; 3], PeekError> {
     Ok([header, payload, signature])
 }
 
-pub fn peek(token: &str) -> Result<Peeked, PeekError> {
-    let [header, payload, _signature] = split(token)?;
+pub fn peek(token: &str) -> Result<Peeked<'_>, PeekError> {
+    let [header, payload, signature] = split(token)?;
+    let signing_input = &token[..header.len() + 1 + payload.len()];
     let header = decode_part(header)?;
     if !is_json_object(&header) {
         return Err(PeekError::BadHeader);
@@ -73,12 +81,12 @@ pub fn peek(token: &str) -> Result<Peeked, PeekError> {
     if !is_json_object(&payload) {
         return Err(PeekError::BadPayload);
     }
-    let payload: IssuerOnly = serde_json::from_slice(&payload).map_err(|_| PeekError::BadPayload)?;
-    let issuer = match payload.iss {
+    let only_issuer: IssuerOnly = serde_json::from_slice(&payload).map_err(|_| PeekError::BadPayload)?;
+    let issuer = match only_issuer.iss {
         Some(serde_json::Value::String(iss)) => Some(iss),
         _ => None,
     };
-    Ok(Peeked { header, issuer })
+    Ok(Peeked { header, issuer, payload, signing_input, signature })
 }
 
 /// serde would happily read a struct from a JSON array (fields in order);
@@ -105,17 +113,23 @@ mod tests {
 
     #[test]
     fn reads_header_and_issuer() {
-        let peeked =
-            peek(&token(r#"{"alg":"RS256","kid":"k1","typ":"at+jwt"}"#, r#"{"iss":"https://a","x":1}"#)).unwrap();
+        let full = token(r#"{"alg":"RS256","kid":"k1","typ":"at+jwt"}"#, r#"{"iss":"https://a","x":1}"#);
+        let peeked = peek(&full).unwrap();
         assert_eq!(peeked.header.alg, "RS256");
         assert_eq!(peeked.header.kid.as_deref(), Some("k1"));
         assert_eq!(peeked.header.typ.as_deref(), Some("at+jwt"));
         assert_eq!(peeked.issuer.as_deref(), Some("https://a"));
+        assert_eq!(peeked.payload, br#"{"iss":"https://a","x":1}"#);
+        let minimal = token(r#"{"alg":"RS256"}"#, "{}");
+        let peeked = peek(&minimal).unwrap();
+        assert_eq!(format!("{}.{}", peeked.signing_input, peeked.signature), minimal);
+        assert_eq!(peeked.signature, "sig");
     }
 
     #[test]
     fn a_non_string_issuer_is_no_issuer() {
-        let peeked = peek(&token(r#"{"alg":"RS256"}"#, r#"{"iss":["a","b"]}"#)).unwrap();
+        let array = token(r#"{"alg":"RS256"}"#, r#"{"iss":["a","b"]}"#);
+        let peeked = peek(&array).unwrap();
         assert_eq!(peeked.issuer, None);
     }
 

@@ -11,11 +11,16 @@
 //!   `alg` is the header object's "alg" string, `kid` and `typ` are its
 //!   strings when present, `crit` is set exactly when the header has a
 //!   non-null "crit", and the issuer is the payload's "iss" when a string;
-//! - `peek` is deterministic and never panics, whatever the JSON.
+//! - `peek` is deterministic and never panics, whatever the JSON;
+//!   `signing_input` and `signature` are the token's own parts and
+//!   `payload` is the decoded payload;
+//! - `jws::check_claims` over the payload never panics, and accepts only
+//!   claims with a numeric `exp`, the expected `iss` and an accepted `aud`.
 #![no_main]
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
+use credentials::jws::{check_claims, ClaimRules};
 use credentials::peek::{peek, split, PeekError};
 use libfuzzer_sys::fuzz_target;
 use serde_json::Value;
@@ -50,7 +55,22 @@ fuzz_target!(|data: &[u8]| {
     assert_eq!(result, peek(token), "peek is not deterministic");
     assert_eq!(matches!(result, Err(PeekError::NotJws)), parts.is_err(), "{token:?}: NotJws iff split fails");
     let Ok(peeked) = result else { return };
-    let [header, payload, _] = parts.unwrap();
+    let [header, payload, signature] = parts.unwrap();
+    assert_eq!(peeked.signing_input, &token[..header.len() + 1 + payload.len()]);
+    assert_eq!(peeked.signature, signature);
+    assert_eq!(Some(&peeked.payload), URL_SAFE_NO_PAD.decode(payload).ok().as_ref());
+    if let Ok(claims) = serde_json::from_slice::<serde_json::Map<String, Value>>(&peeked.payload) {
+        let audiences = ["api".to_string()];
+        let rules =
+            ClaimRules { issuer: "https://idp", audiences: Some(&audiences), require_subject: false, leeway: 60 };
+        if let Ok(exp) = check_claims(&claims, &rules, 1_800_000_000) {
+            assert!(exp >= 1_800_000_000 - 60, "an expired token was accepted");
+            assert_eq!(claims.get("iss"), Some(&Value::String("https://idp".into())));
+            let aud = claims.get("aud").expect("aud is required");
+            let accepted = |v: &Value| v == &Value::String("api".into());
+            assert!(accepted(aud) || aud.as_array().is_some_and(|a| a.iter().any(accepted)), "{aud}");
+        }
+    }
 
     let Some(header) = json_object(header) else { return };
     assert_eq!(header.get("alg"), Some(&Value::String(peeked.header.alg.clone())), "alg not from the header");

@@ -9,13 +9,15 @@ use aws_lc_rs::digest;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use config::Algorithm;
-use credentials::keys::{to_jwt_algorithm, KeyLookup};
+use credentials::jws::{self, ClaimRules};
+use credentials::keys::KeyLookup;
 use credentials::peek;
 use serde_json::{Map, Value};
 
 use super::issuer::IssuerState;
 use super::source::bearer_jwt::{current_keys, describe};
 use super::AuthError;
+use crate::idp::unix_now;
 
 /// What an ID token must match besides the issuer's rules.
 pub(crate) struct Expected<'a> {
@@ -45,18 +47,20 @@ pub(crate) async fn verify(
     }
     let kid = peeked.header.kid.as_deref();
     let keys = current_keys(state, kid, alg).await?;
-    let KeyLookup::Found(key) = keys.lookup(kid, alg) else {
+    let Some(key) = (match keys.lookup(kid, alg) {
+        KeyLookup::Found(key) => key.for_alg(alg),
+        _ => None,
+    }) else {
         return Err(invalid("the ID token is signed with an unknown key"));
     };
-    let mut validation = jsonwebtoken::Validation::new(to_jwt_algorithm(alg));
-    validation.leeway = issuer.leeway.as_secs();
-    validation.validate_nbf = true;
-    validation.set_issuer(&[&issuer.issuer]);
-    validation.set_audience(&[expected.client_id]);
-    validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
-    let claims = jsonwebtoken::decode::<Map<String, Value>>(token, &key.key, &validation)
-        .map_err(|e| invalid(describe(e.kind())))?
-        .claims;
+    let client = [expected.client_id.to_owned()];
+    let rules = ClaimRules {
+        issuer: &issuer.issuer,
+        audiences: Some(&client),
+        require_subject: true,
+        leeway: issuer.leeway.as_secs(),
+    };
+    let claims = jws::verify(&peeked, key, &rules, unix_now()).map_err(|e| invalid(describe(e)))?.claims;
     check_claims(&claims, expected, alg)?;
     Ok(claims)
 }

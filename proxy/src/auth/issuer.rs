@@ -4,9 +4,9 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use config::{Algorithm, Issuer};
-use credentials::keys::{to_jwt_algorithm, KeySet};
-use jsonwebtoken::Validation;
+use config::Issuer;
+use credentials::jws::ClaimRules;
+use credentials::keys::KeySet;
 
 use super::introspect::Introspector;
 use crate::idp::{IdpClient, KeyStore};
@@ -23,9 +23,6 @@ pub struct IssuerState {
     pub(crate) uid: u64,
     pub(crate) keys: Arc<KeyStore>,
     pub(super) introspector: Option<Introspector>,
-    /// One per pinned algorithm: jsonwebtoken wants every algorithm of a
-    /// `Validation` in the family of the key it verifies with.
-    validations: Vec<(Algorithm, Validation)>,
 }
 
 impl IssuerState {
@@ -39,10 +36,8 @@ impl IssuerState {
     }
 
     fn around(keys: Arc<KeyStore>) -> IssuerState {
-        let issuer = keys.issuer();
-        let validations = issuer.algorithms.iter().map(|&alg| (alg, validation_for(issuer, alg))).collect();
-        let introspector = issuer.introspection.clone().map(Introspector::new);
-        IssuerState { uid: NEXT_ISSUER_UID.fetch_add(1, Ordering::Relaxed), keys, introspector, validations }
+        let introspector = keys.issuer().introspection.clone().map(Introspector::new);
+        IssuerState { uid: NEXT_ISSUER_UID.fetch_add(1, Ordering::Relaxed), keys, introspector }
     }
 
     pub(crate) fn config(&self) -> &Issuer {
@@ -54,9 +49,13 @@ impl IssuerState {
         self.keys.keys().is_some() || self.introspector.is_some() && self.keys.discovered().is_some()
     }
 
-    /// The validation rules for tokens signed with `alg`.
-    pub(super) fn validation(&self, alg: Algorithm) -> Option<&Validation> {
-        self.validations.iter().find_map(|(a, v)| (*a == alg).then_some(v))
+    /// What the registered claims of this issuer's tokens must say.
+    /// Audiences read from other claims than `aud` are checked after this
+    /// (`bearer_jwt::check_claims`), never skipped.
+    pub(super) fn claim_rules(&self) -> ClaimRules<'_> {
+        let issuer = self.config();
+        let audiences = (!issuer.any_audience && issuer.audience_is_aud()).then_some(issuer.audiences.as_slice());
+        ClaimRules { issuer: &issuer.issuer, audiences, require_subject: false, leeway: issuer.leeway.as_secs() }
     }
 
     /// How long a client should wait while the issuer is unavailable.
@@ -67,23 +66,4 @@ impl IssuerState {
         let next_fetch = if self.keys.keys().is_none() { self.keys.seconds_to_next_attempt() } else { None };
         next_fetch.unwrap_or_else(|| self.config().min_refresh_interval.as_secs().clamp(1, 30))
     }
-}
-
-fn validation_for(issuer: &Issuer, alg: Algorithm) -> Validation {
-    let mut validation = Validation::new(to_jwt_algorithm(alg));
-    validation.leeway = issuer.leeway.as_secs();
-    validation.validate_exp = true;
-    validation.validate_nbf = true;
-    validation.set_issuer(&[&issuer.issuer]);
-    let mut required = vec!["exp", "iss"];
-    // Audiences read from other claims are checked after decoding
-    // (`bearer_jwt::check_claims`), never skipped.
-    if issuer.any_audience || !issuer.audience_is_aud() {
-        validation.validate_aud = false;
-    } else {
-        validation.set_audience(&issuer.audiences);
-        required.push("aud");
-    }
-    validation.set_required_spec_claims(&required);
-    validation
 }

@@ -56,7 +56,7 @@ impl KeyStore {
         let store = KeyStore::new(issuer, client, metrics);
         match &store.issuer.keys {
             KeySource::Secret { secret: Some(secret), .. } => {
-                store.current.store(Some(Arc::new(KeySet::from_secret(secret.expose()))));
+                store.current.store(Some(Arc::new(KeySet::from_secret(secret.expose(), &store.issuer.algorithms))));
                 store.record_keys(1);
             }
             KeySource::Secret { secret: None, .. } => {}

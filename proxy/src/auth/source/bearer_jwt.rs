@@ -6,9 +6,9 @@ use std::sync::Arc;
 
 use config::{Algorithm, Issuer, KeySource};
 use credentials::claims::{self, Audience};
+use credentials::jws::{self, JwsError};
 use credentials::keys::{KeyLookup, KeySet};
 use credentials::peek;
-use jsonwebtoken::errors::ErrorKind;
 use pingora::http::RequestHeader;
 use policy::IssuerId;
 use serde_json::{Map, Value};
@@ -52,7 +52,7 @@ impl CredentialSource for BearerJwt {
 
     async fn authenticate(&self, verifier: &Verifier, token: &str, _: &TokenDigest) -> Result<Identity, AuthError> {
         let peeked = peek::peek(token).map_err(|_| AuthError::InvalidToken("the token is malformed"))?;
-        self.verify(verifier, token, peeked).await
+        self.verify(verifier, peeked).await
     }
 
     fn path(&self) -> AuthPath {
@@ -61,7 +61,7 @@ impl CredentialSource for BearerJwt {
 }
 
 impl BearerJwt {
-    async fn verify(&self, verifier: &Verifier, token: &str, peeked: peek::Peeked) -> Result<Identity, AuthError> {
+    async fn verify(&self, verifier: &Verifier, peeked: peek::Peeked<'_>) -> Result<Identity, AuthError> {
         let invalid = AuthError::InvalidToken;
         let issuer_id = peeked
             .issuer
@@ -79,15 +79,16 @@ impl BearerJwt {
             KeyLookup::Ambiguous => return Err(invalid(NO_KID_SEVERAL_KEYS)),
             KeyLookup::Incompatible => return Err(invalid(NO_KEY_FOR_ALG)),
         };
-        let validation = state.validation(alg).ok_or(invalid("the token's algorithm is not allowed"))?;
-        let verified = jsonwebtoken::decode::<Map<String, Value>>(token, &key.key, validation)
-            .map_err(|e| invalid(describe(e.kind())))?;
+        let signature_key = key.for_alg(alg).ok_or(invalid(NO_KEY_FOR_ALG))?;
         let issuer = state.config();
+        let now = unix_now();
+        let verified =
+            jws::verify(&peeked, signature_key, &state.claim_rules(), now).map_err(|e| invalid(describe(e)))?;
         let key_id = (!matches!(issuer.keys, KeySource::Secret { .. })).then_some(key.id);
         let claims = verified.claims;
         check_claims(issuer, &claims)?;
-        let exp = claims.get("exp").and_then(Value::as_u64).unwrap_or(0);
-        let valid_until = exp.saturating_add(issuer.leeway.as_secs()).min(unix_now() + verifier.cache_ttl.as_secs());
+        let valid_until =
+            verified.expires_at.saturating_add(issuer.leeway.as_secs()).min(now + verifier.cache_ttl.as_secs());
         let verified = Verified { issuer: issuer_id, key_id, claims: &claims, valid_until };
         Ok(verifier.identities.make(state, verified))
     }
@@ -115,9 +116,9 @@ fn check_header(state: &IssuerState, header: &peek::JoseHeader) -> Result<Algori
     Ok(alg)
 }
 
-/// The claim rules after the signature and the time and issuer checks:
-/// the kind of token (`required_claims`), then the audience when it is read
-/// from claims other than `aud` (jsonwebtoken checks `aud` itself).
+/// The claim rules after the signature and the registered claims: the
+/// kind of token (`required_claims`), then the audience when it is read
+/// from claims other than `aud` (`jws::check_claims` checks `aud` itself).
 fn check_claims(issuer: &Issuer, claims: &Map<String, Value>) -> Result<(), AuthError> {
     let invalid = AuthError::InvalidToken;
     if !claims::has_required(claims, &issuer.required_claims) {
@@ -157,21 +158,18 @@ pub(crate) async fn current_keys(
 
 /// A fixed description per failure: informative for the client's developer,
 /// never containing token content.
-pub(crate) fn describe(kind: &ErrorKind) -> &'static str {
-    match kind {
-        ErrorKind::ExpiredSignature => "the token has expired",
-        ErrorKind::ImmatureSignature => NOT_YET_VALID,
-        ErrorKind::InvalidIssuer => "the token's issuer is not accepted",
-        ErrorKind::InvalidAudience => "the token is not for this audience",
-        ErrorKind::InvalidSignature => "the token's signature is invalid",
-        ErrorKind::InvalidAlgorithm => "the token's algorithm is not allowed",
-        ErrorKind::MissingRequiredClaim(claim) => match claim.as_str() {
-            "exp" => "the token has no expiry (exp)",
-            "aud" => "the token has no audience (aud)",
-            "iss" => "the token has no issuer (iss)",
-            _ => "the token lacks a required claim",
-        },
-        ErrorKind::InvalidClaimFormat(_) => "a time claim of the token is malformed",
-        _ => "the token is malformed",
+pub(crate) fn describe(error: JwsError) -> &'static str {
+    match error {
+        JwsError::Malformed => "the token is malformed",
+        JwsError::BadSignature => "the token's signature is invalid",
+        JwsError::MissingClaim("exp") => "the token has no expiry (exp)",
+        JwsError::MissingClaim("aud") => "the token has no audience (aud)",
+        JwsError::MissingClaim("iss") => "the token has no issuer (iss)",
+        JwsError::MissingClaim(_) => "the token lacks a required claim",
+        JwsError::MalformedTime => "a time claim of the token is malformed",
+        JwsError::Expired => "the token has expired",
+        JwsError::NotYetValid => NOT_YET_VALID,
+        JwsError::WrongIssuer => "the token's issuer is not accepted",
+        JwsError::WrongAudience => "the token is not for this audience",
     }
 }
