@@ -106,9 +106,7 @@ impl IdentityMaker {
             .enumerate()
             .filter_map(|(index, header)| {
                 let value = match &header.source {
-                    HeaderValueSource::Scopes => {
-                        claims::safe_header_value(&scopes.iter().collect::<Vec<_>>().join(" "))
-                    }
+                    HeaderValueSource::Scopes => claims::safe_header_value(scopes.as_str()),
                     HeaderValueSource::Claim(path) => claims::lookup(claims, path).and_then(claims::header_value),
                     // Set from the connection, not the credential.
                     HeaderValueSource::ClientCert(_) => None,
@@ -116,6 +114,7 @@ impl IdentityMaker {
                 Some((u16::try_from(index).ok()?, value))
             })
             .collect();
+        let headers = in_one_buffer(headers);
         let subject = claims.get("sub").and_then(Value::as_str).map(Into::into);
         let jti = claims.get("jti").and_then(Value::as_str).map(Into::into);
         let issued_at = claims.get("iat").and_then(|iat| iat.as_u64().or_else(|| iat.as_f64().map(|f| f as u64)));
@@ -135,6 +134,32 @@ impl IdentityMaker {
             binding: CertificateBinding::of(claims),
         }
     }
+}
+
+/// The header values as slices of one buffer: one allocation for all of
+/// an identity's values instead of one each, which is what a verified-token
+/// cache of 100,000 identities is made of.
+fn in_one_buffer(headers: Vec<(u16, HeaderValue)>) -> Box<[(u16, HeaderValue)]> {
+    if headers.len() < 2 {
+        return headers.into_boxed_slice();
+    }
+    let mut buffer = Vec::with_capacity(headers.iter().map(|(_, value)| value.len()).sum());
+    for (_, value) in &headers {
+        buffer.extend_from_slice(value.as_bytes());
+    }
+    let buffer = bytes::Bytes::from(buffer);
+    let mut start = 0;
+    headers
+        .into_iter()
+        .map(|(index, value)| {
+            let range = start..start + value.len();
+            start = range.end;
+            // The same bytes, already checked: this cannot fail, and keeps
+            // the value's own copy if it ever did.
+            let shared = HeaderValue::from_maybe_shared(buffer.slice(range)).unwrap_or(value);
+            (index, shared)
+        })
+        .collect()
 }
 
 /// The issuer of API key identities: past every configured issuer, so no
@@ -180,6 +205,17 @@ pub(crate) fn condition_value(value: &Value) -> ClaimValue {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn header_values_share_one_buffer() {
+        let value = |text: &'static str| HeaderValue::from_static(text);
+        let headers = in_one_buffer(vec![(0, value("alice")), (2, value("a b c")), (5, value(""))]);
+        let texts: Vec<_> = headers.iter().map(|(i, v)| (*i, v.to_str().unwrap())).collect();
+        assert_eq!(texts, [(0, "alice"), (2, "a b c"), (5, "")]);
+        let first = headers[0].1.as_bytes().as_ptr();
+        assert_eq!(headers[1].1.as_bytes().as_ptr(), first.wrapping_add(5), "one contiguous buffer");
+        assert_eq!(in_one_buffer(vec![(1, value("x"))])[0].1, "x");
+    }
 
     #[test]
     fn certificate_bindings() {
