@@ -34,7 +34,7 @@ impl FailedAuthBudget {
     pub(crate) fn new(limit: RateLimit, refused: IntCounter) -> FailedAuthBudget {
         FailedAuthBudget {
             failures: Limiter::new(limit, LimitCounters::unregistered()),
-            blocked: quick_cache::sync::Cache::new(BLOCKED_CAPACITY),
+            blocked: super::cache::sharded(BLOCKED_CAPACITY),
             refused,
         }
     }

@@ -25,6 +25,36 @@ pub fn digest(token: &str) -> TokenDigest {
 /// Shards of the cache (rounded to a power of two; fewer for a small cache).
 const CACHE_SHARDS: usize = 256;
 
+/// A bounded cache of `capacity` entries (more than 0) for the request
+/// path, in many more shards than quick_cache's default (4 per core): a
+/// hit takes its shard's read lock, one atomic write to a word that every
+/// core hitting that shard shares. At least 64 entries a shard, and a
+/// capacity the shards divide exactly, so the bound stays `capacity`, not a
+/// rounded-up one.
+pub(crate) fn sharded<K, V>(capacity: usize) -> quick_cache::sync::Cache<K, V>
+where
+    K: Eq + std::hash::Hash,
+    V: Clone,
+{
+    let shards = (capacity / 64).clamp(1, CACHE_SHARDS);
+    let shards = 1usize << shards.ilog2();
+    let bounded = (capacity / shards * shards).max(1);
+    let options = quick_cache::OptionsBuilder::new()
+        .estimated_items_capacity(bounded)
+        .weight_capacity(bounded as u64)
+        .shards(shards)
+        .build();
+    match options {
+        Ok(options) => quick_cache::sync::Cache::with_options(
+            options,
+            quick_cache::UnitWeighter,
+            quick_cache::DefaultHashBuilder::default(),
+            quick_cache::sync::DefaultLifecycle::default(),
+        ),
+        Err(_) => quick_cache::sync::Cache::new(capacity),
+    }
+}
+
 /// Verified identities by credential digest, bounded by entry count.
 pub struct TokenCache {
     entries: Option<quick_cache::sync::Cache<TokenDigest, Arc<Identity>>>,
@@ -33,30 +63,7 @@ pub struct TokenCache {
 impl TokenCache {
     /// `capacity` 0 disables caching.
     pub fn new(capacity: usize) -> TokenCache {
-        let entries = (capacity > 0).then(|| {
-            // Many more shards than quick_cache's default (4 per core): a
-            // hit takes its shard's read lock, one atomic write to a word
-            // that every core hitting that shard shares.
-            // At least 64 entries a shard, and a capacity the shards divide
-            // exactly, so the bound stays `capacity`, not a rounded-up one.
-            let shards = (capacity / 64).clamp(1, CACHE_SHARDS);
-            let shards = 1usize << shards.ilog2();
-            let bounded = (capacity / shards * shards).max(1);
-            let options = quick_cache::OptionsBuilder::new()
-                .estimated_items_capacity(bounded)
-                .weight_capacity(bounded as u64)
-                .shards(shards)
-                .build();
-            match options {
-                Ok(options) => quick_cache::sync::Cache::with_options(
-                    options,
-                    quick_cache::UnitWeighter,
-                    quick_cache::DefaultHashBuilder::default(),
-                    quick_cache::sync::DefaultLifecycle::default(),
-                ),
-                Err(_) => quick_cache::sync::Cache::new(capacity),
-            }
-        });
+        let entries = (capacity > 0).then(|| sharded(capacity));
         TokenCache { entries }
     }
 

@@ -29,7 +29,7 @@ pub(crate) struct RefusedTokens {
 
 impl RefusedTokens {
     pub(crate) fn new() -> RefusedTokens {
-        RefusedTokens { entries: quick_cache::sync::Cache::new(REFUSED_CAPACITY) }
+        RefusedTokens { entries: super::cache::sharded(REFUSED_CAPACITY) }
     }
 
     /// The refusal remembered for this digest, if it is still fresh.
