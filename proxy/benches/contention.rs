@@ -128,6 +128,20 @@ fn main() {
         })
     });
 
+    // What every request records: a request counter and a latency
+    // histogram (one handle each, resolved once, as the proxy does). Each
+    // is shared by every worker thread: atomic adds to the same words.
+    let requests = prometheus::IntCounter::new("bench_requests_total", "bench").ok();
+    let latency = prometheus::Histogram::with_opts(prometheus::HistogramOpts::new("bench_seconds", "bench")).ok();
+    if let (Some(requests), Some(latency)) = (requests, latency) {
+        report("metrics: request counter + histogram", {
+            Arc::new(move |_, i| {
+                requests.inc();
+                latency.observe((i % 1000) as f64 * 1e-6);
+            })
+        });
+    }
+
     // The revocation check on every authenticated request: one atomic load
     // of the denylist (empty here, the common case).
     let revocations = Revocations::new();

@@ -3,7 +3,8 @@
 //! Each iteration is a full `Authenticator::authenticate_request`: the
 //! bearer token found in the `Authorization` header, cache lookup (disabled
 //! for the "verify" group), unverified peek, key selection, signature and
-//! claim checks, scope extraction and identity headers. `rsa2048_verify`
+//! claim checks, scope extraction and identity headers; a forged token
+//! replayed is answered from the recently refused set. `rsa2048_verify`
 //! isolates what parsing a key once saves on the RSA operation itself.
 
 use std::sync::Arc;
@@ -146,6 +147,11 @@ async fn verifies(auth: &Authenticator, request: &RequestHeader) -> bool {
     matches!(auth.authenticate_request(request).await, Some(Ok(_)))
 }
 
+/// Refused, as the proxy would refuse it.
+async fn refuses(auth: &Authenticator, request: &RequestHeader) -> bool {
+    matches!(auth.authenticate_request(request).await, Some(Err(_)))
+}
+
 fn verification(c: &mut Criterion) {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
     let mut group = c.benchmark_group("verify");
@@ -194,6 +200,24 @@ fn verification(c: &mut Criterion) {
         })
     });
     println!("token size (RS256): {} bytes", tokens[0].len());
+
+    // One forged token replayed (signed by another key under the same kid):
+    // verified and refused once, then answered from the set of recently
+    // refused digests.
+    let forger = rsa(Algorithm::RS256);
+    let forged = request(&token(&forger, 1));
+    assert!(runtime.block_on(refuses(&auth, &forged)), "a forged token is refused");
+    c.bench_function("refused_replay/RS256_forged", |b| {
+        b.iter_custom(|iterations| {
+            runtime.block_on(async {
+                let start = Instant::now();
+                for _ in 0..iterations {
+                    std::hint::black_box(refuses(&auth, std::hint::black_box(&forged)).await);
+                }
+                start.elapsed()
+            })
+        })
+    });
 }
 
 /// The RSA-2048 public operation alone, with the key rebuilt from `n` and
