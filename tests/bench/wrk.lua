@@ -4,6 +4,9 @@
 --                   single  one token on every request (static request)
 --                   cookie  the first line of BENCH_TOKENS as the Cookie header on
 --                           every request (static request; session-cookie)
+--                   apikey  the first line of BENCH_TOKENS as an API key,
+--                           `Authorization: ApiKey <key>`, on every request
+--                           (static request; api-key)
 --                   rotate  the tokens of BENCH_TOKENS in turn, one per request
 --                   forge   forged tokens: the header and payload of one token of
 --                           BENCH_TOKENS with the signature of another, a
@@ -14,7 +17,12 @@
 --                   clients no token; X-Forwarded-For names a new client
 --                           address on every request (10.0.0.0/8), the first
 --                           BENCH_CLIENTS of them in turn (default 16,777,216)
+--                   forge-clients
+--                           forge and clients together: a new forgery on every
+--                           request, from the next of BENCH_CLIENTS client
+--                           addresses in turn (forged-many-clients)
 -- BENCH_TOKENS      file of tokens, one a line
+-- BENCH_CLIENTS     clients and forge-clients: how many client addresses
 -- BENCH_OFFSET      where the request counter starts (default 0): lets a
 --                   measurement continue where its warm-up stopped, so that
 --                   it forges new pairs rather than replaying the warm-up's
@@ -69,6 +77,9 @@ if mode == "single" then
 elseif mode == "cookie" then
   load_tokens()
   wrk.headers["Cookie"] = tokens[1]
+elseif mode == "apikey" then
+  load_tokens()
+  wrk.headers["Authorization"] = "ApiKey " .. tokens[1]
 elseif mode == "rotate" then
   load_tokens()
   local requests = {}
@@ -96,6 +107,21 @@ elseif mode == "clients" then
     return wrk.method .. " " .. wrk.path .. " HTTP/1.1\r\nHost: " .. wrk.headers["Host"]
       .. "\r\nX-Forwarded-For: 10." .. math.floor(c / 65536) .. "." .. (math.floor(c / 256) % 256)
       .. "." .. (c % 256) .. "\r\n\r\n"
+  end
+elseif mode == "forge-clients" then
+  -- The forgery of forge, and the client address of clients, both from the
+  -- same counter. Must stay identical to flood_client() in bench.py.
+  load_tokens()
+  assert(n >= 2, "forge-clients needs at least two tokens")
+  split_tokens()
+  local clients = math.min(tonumber(os.getenv("BENCH_CLIENTS") or "16777216"), 16777216)
+  request = function()
+    counter = counter + 1
+    local a = counter % n
+    local b = (a + 1 + math.floor(counter / n) % (n - 1)) % n
+    local c = counter % clients
+    return prefix .. heads[a + 1] .. sigs[b + 1] .. "\r\nX-Forwarded-For: 10." .. math.floor(c / 65536) .. "."
+      .. (math.floor(c / 256) % 256) .. "." .. (c % 256) .. suffix
   end
 elseif mode == "forge" then
   load_tokens()
