@@ -2,7 +2,13 @@
 //! issuer, upstream and limit names) or by a fixed set (decisions, results,
 //! status classes); never a raw path, subject or token.
 
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
+
 use crate::labels::{AuthPath, Outcome};
+use prometheus::core::{Collector, Desc};
+use prometheus::proto::{MetricFamily, MetricType};
 use prometheus::{
     Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
     Opts, Registry, TextEncoder,
@@ -15,16 +21,16 @@ const LATENCY_BUCKETS: &[f64] =
 /// Every metric the proxy exposes, registered once at start.
 pub struct Metrics {
     registry: Registry,
-    pub requests: IntCounterVec,
-    pub request_duration: HistogramVec,
-    pub auth_duration: HistogramVec,
-    pub upstream_responses: IntCounterVec,
+    pub requests: Striped<IntCounterVec>,
+    pub request_duration: Striped<HistogramVec>,
+    pub auth_duration: Striped<HistogramVec>,
+    pub upstream_responses: Striped<IntCounterVec>,
     pub jwks_fetches: IntCounterVec,
     pub jwks_keys: IntGaugeVec,
     pub issuer_ready: IntGaugeVec,
     pub introspections: IntCounterVec,
-    pub token_cache_hits: IntCounter,
-    pub token_cache_misses: IntCounter,
+    pub token_cache_hits: Striped<IntCounter>,
+    pub token_cache_misses: Striped<IntCounter>,
     pub token_cache_entries: IntGauge,
     pub rate_limited: IntCounterVec,
     pub rate_limit_keys: IntGaugeVec,
@@ -35,10 +41,10 @@ pub struct Metrics {
     /// Clients that closed their connection before the answer was complete.
     pub client_disconnects: IntCounter,
     /// JWTs refused from the refused-token set, without a verification.
-    pub refused_token_hits: IntCounter,
+    pub refused_token_hits: Striped<IntCounter>,
     /// Requests refused (429) because their client is over its
     /// failed-authentication budget.
-    pub failed_auth_budget_refusals: IntCounter,
+    pub failed_auth_budget_refusals: Striped<IntCounter>,
     /// Credentials refused because they are revoked.
     pub revoked_requests: IntCounter,
     /// Revocations held in memory.
@@ -62,9 +68,9 @@ pub struct Metrics {
     /// `notAfter` of each certificate `listen` serves, by file (Unix
     /// seconds): alert on it minus `time()`.
     pub tls_certificate_expiry: GaugeVec,
-    /// `auth_duration` by [`AuthPath`], resolved once: label lookups take a
-    /// lock and a hash per call, too much for every request.
-    auth_by_path: [Histogram; AuthPath::COUNT],
+    /// `auth_duration` by [`AuthPath`], resolved once per stripe: label
+    /// lookups take a lock and a hash per call, too much for every request.
+    auth_by_path: PerStripe<[Histogram; AuthPath::COUNT]>,
 }
 
 fn register<T: prometheus::core::Collector + Clone + 'static>(registry: &Registry, metric: T) -> T {
@@ -99,9 +105,17 @@ fn gauge_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> In
 }
 
 fn histogram_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> HistogramVec {
+    register(registry, new_histogram_vec(name, help, labels))
+}
+
+fn new_histogram_vec(name: &str, help: &str, labels: &[&str]) -> HistogramVec {
     let opts = HistogramOpts::new(name, help).buckets(LATENCY_BUCKETS.to_vec());
-    let metric = HistogramVec::new(opts, labels).unwrap_or_else(|e| unreachable_metric(name, e));
-    register(registry, metric)
+    HistogramVec::new(opts, labels).unwrap_or_else(|e| unreachable_metric(name, e))
+}
+
+/// A metric every request records, striped (see [`Striped`]).
+fn striped<M: Collector + Clone + 'static>(registry: &Registry, make: impl FnMut() -> M) -> Striped<M> {
+    register(registry, Striped::new(make))
 }
 
 #[cold]
@@ -126,10 +140,17 @@ impl Metrics {
             .unwrap_or_else(|e| unreachable_metric("portcullis_build_info", e));
         build.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1.0);
         register(r, build);
-        let token_cache_hits =
-            counter(r, "portcullis_token_cache_hits_total", "Tokens answered from the verified-token cache.");
-        let token_cache_misses =
-            counter(r, "portcullis_token_cache_misses_total", "Tokens not in the verified-token cache.");
+        let new_counter =
+            |name: &str, help: &str| IntCounter::new(name, help).unwrap_or_else(|e| unreachable_metric(name, e));
+        let new_counter_vec = |name: &str, help: &str, labels: &[&str]| {
+            IntCounterVec::new(Opts::new(name, help), labels).unwrap_or_else(|e| unreachable_metric(name, e))
+        };
+        let token_cache_hits = striped(r, || {
+            new_counter("portcullis_token_cache_hits_total", "Tokens answered from the verified-token cache.")
+        });
+        let token_cache_misses = striped(r, || {
+            new_counter("portcullis_token_cache_misses_total", "Tokens not in the verified-token cache.")
+        });
         let token_cache_entries =
             int_gauge(r, "portcullis_token_cache_entries", "Entries in the verified-token cache.");
         let last_reload_success = gauge(
@@ -139,28 +160,34 @@ impl Metrics {
         );
         let config_generation =
             int_gauge(r, "portcullis_config_generation", "Number of configurations applied since start.");
-        let auth_duration = histogram_vec(
-            r,
-            "portcullis_auth_duration_seconds",
-            "Time spent authenticating the token and deciding, by how the token was checked.",
-            &["source"],
-        );
-        let auth_by_path = std::array::from_fn(|i| auth_duration.with_label_values(&[AuthPath::ALL[i].label()]));
+        let auth_duration = striped(r, || {
+            new_histogram_vec(
+                "portcullis_auth_duration_seconds",
+                "Time spent authenticating the token and deciding, by how the token was checked.",
+                &["source"],
+            )
+        });
+        let auth_by_path = PerStripe::new(|stripe| {
+            std::array::from_fn(|i| auth_duration.copy(stripe).with_label_values(&[AuthPath::ALL[i].label()]))
+        });
         let client_disconnects = counter(
             r,
             "portcullis_client_disconnects_total",
             "Requests whose client closed the connection before the answer was complete.",
         );
-        let refused_token_hits = counter(
-            r,
-            "portcullis_refused_token_hits_total",
-            "JWTs refused again from the set of recently refused tokens, without a verification.",
-        );
-        let failed_auth_budget_refusals = counter(
-            r,
-            "portcullis_failed_auth_budget_refusals_total",
-            "Requests refused with 429 before any verification: the client sent too many invalid tokens.",
-        );
+        // A forged-token flood records these on every request.
+        let refused_token_hits = striped(r, || {
+            new_counter(
+                "portcullis_refused_token_hits_total",
+                "JWTs refused again from the set of recently refused tokens, without a verification.",
+            )
+        });
+        let failed_auth_budget_refusals = striped(r, || {
+            new_counter(
+                "portcullis_failed_auth_budget_refusals_total",
+                "Requests refused with 429 before any verification: the client sent too many invalid tokens.",
+            )
+        });
         let revoked_requests =
             counter(r, "portcullis_revoked_requests_total", "Requests whose credential is revoked (refused, 401).");
         let revocations = int_gauge(r, "portcullis_revocations", "Revocations in force, held in memory.");
@@ -223,25 +250,24 @@ impl Metrics {
                 &["result"],
             ),
             logouts: counter(r, "portcullis_logouts_total", "Browser sessions ended at the logout path."),
-            requests: counter_vec(
-                r,
-                "portcullis_requests_total",
-                "Requests by route and decision.",
-                &["route", "decision"],
-            ),
-            request_duration: histogram_vec(
-                r,
-                "portcullis_request_duration_seconds",
-                "Time from request to response, including the upstream, by route.",
-                &["route"],
-            ),
+            requests: striped(r, || {
+                new_counter_vec("portcullis_requests_total", "Requests by route and decision.", &["route", "decision"])
+            }),
+            request_duration: striped(r, || {
+                new_histogram_vec(
+                    "portcullis_request_duration_seconds",
+                    "Time from request to response, including the upstream, by route.",
+                    &["route"],
+                )
+            }),
             auth_duration,
-            upstream_responses: counter_vec(
-                r,
-                "portcullis_upstream_responses_total",
-                "Responses from upstreams by upstream and status class.",
-                &["upstream", "class"],
-            ),
+            upstream_responses: striped(r, || {
+                new_counter_vec(
+                    "portcullis_upstream_responses_total",
+                    "Responses from upstreams by upstream and status class.",
+                    &["upstream", "class"],
+                )
+            }),
             jwks_fetches: counter_vec(
                 r,
                 "portcullis_jwks_fetches_total",
@@ -293,14 +319,19 @@ impl Metrics {
         out
     }
 
-    /// The authentication-time histogram of one [`AuthPath`].
+    /// The authentication-time histogram of one [`AuthPath`], this
+    /// thread's stripe.
     pub(crate) fn auth_timer(&self, path: AuthPath) -> &Histogram {
-        &self.auth_by_path[path.index()]
+        &self.auth_by_path.local()[path.index()]
     }
 
-    /// Counters of one upstream's responses by status class, resolved once.
-    pub fn upstream_classes(&self, upstream: &str) -> [IntCounter; 5] {
-        ["1xx", "2xx", "3xx", "4xx", "5xx"].map(|class| self.upstream_responses.with_label_values(&[upstream, class]))
+    /// Counters of one upstream's responses by status class, resolved once
+    /// per stripe.
+    pub fn upstream_classes(&self, upstream: &str) -> PerStripe<[IntCounter; 5]> {
+        PerStripe::new(|stripe| {
+            ["1xx", "2xx", "3xx", "4xx", "5xx"]
+                .map(|class| self.upstream_responses.copy(stripe).with_label_values(&[upstream, class]))
+        })
     }
 }
 
@@ -317,12 +348,13 @@ pub(crate) fn status_class(status: u16) -> usize {
 
 /// The metrics of one route, resolved on first use: creating every
 /// (route, decision) series up front would expose thousands of zeros for a
-/// large policy.
+/// large policy. Each stripe resolves its own handles, when a thread of
+/// that stripe first records.
 #[derive(Default)]
 pub(crate) struct RouteMetrics {
     name: Box<str>,
-    duration: std::sync::OnceLock<Histogram>,
-    by_outcome: [std::sync::OnceLock<IntCounter>; Outcome::COUNT],
+    duration: OnceLock<PerStripe<OnceLock<Histogram>>>,
+    by_outcome: [OnceLock<PerStripe<OnceLock<IntCounter>>>; Outcome::COUNT],
 }
 
 impl RouteMetrics {
@@ -331,11 +363,157 @@ impl RouteMetrics {
     }
 
     pub(crate) fn record(&self, metrics: &Metrics, outcome: Outcome, start: std::time::Instant) {
+        let stripe = stripe();
         self.by_outcome[outcome.index()]
-            .get_or_init(|| metrics.requests.with_label_values(&[&self.name, outcome.label()]))
+            .get_or_init(|| PerStripe::new(|_| OnceLock::new()))
+            .at(stripe)
+            .get_or_init(|| metrics.requests.copy(stripe).with_label_values(&[&self.name, outcome.label()]))
             .inc();
-        let duration = self.duration.get_or_init(|| metrics.request_duration.with_label_values(&[&self.name]));
+        let duration = self
+            .duration
+            .get_or_init(|| PerStripe::new(|_| OnceLock::new()))
+            .at(stripe)
+            .get_or_init(|| metrics.request_duration.copy(stripe).with_label_values(&[&self.name]));
         observe_since(duration, start);
+    }
+}
+
+/// Copies of the metrics every request records: as many as the worker
+/// threads of a 16-core machine, few enough to sum at each scrape. A power
+/// of two.
+const STRIPES: usize = 16;
+
+/// This thread's stripe: threads take stripes in turn as they first record.
+fn stripe() -> usize {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    thread_local! {
+        static STRIPE: usize = NEXT.fetch_add(1, Ordering::Relaxed) % STRIPES;
+    }
+    STRIPE.with(|stripe| *stripe)
+}
+
+/// One `T` per stripe; each thread uses its stripe's.
+pub struct PerStripe<T>(Box<[T; STRIPES]>);
+
+impl<T> PerStripe<T> {
+    fn new(make: impl FnMut(usize) -> T) -> PerStripe<T> {
+        PerStripe(Box::new(std::array::from_fn(make)))
+    }
+
+    /// This thread's.
+    pub fn local(&self) -> &T {
+        self.at(stripe())
+    }
+
+    fn at(&self, stripe: usize) -> &T {
+        // A power of two: the modulo is a mask, and never out of bounds.
+        &self.0[stripe % STRIPES]
+    }
+}
+
+/// A metric every request records, in one copy per stripe, summed into one
+/// family at each scrape. One shared copy is a few atomic words that every
+/// core writes on every request: with two threads, a shared counter and
+/// histogram did 0.24× the work of one thread (`benches/contention.rs`).
+/// The exposition is the same as one metric's.
+#[derive(Clone)]
+pub struct Striped<M> {
+    copies: Arc<PerStripe<M>>,
+}
+
+impl<M> Striped<M> {
+    pub(crate) fn new(mut make: impl FnMut() -> M) -> Striped<M> {
+        Striped { copies: Arc::new(PerStripe::new(|_| make())) }
+    }
+
+    /// This thread's copy.
+    pub fn local(&self) -> &M {
+        self.copies.local()
+    }
+
+    fn copy(&self, stripe: usize) -> &M {
+        self.copies.at(stripe)
+    }
+}
+
+impl<M: Collector> Collector for Striped<M> {
+    fn desc(&self) -> Vec<&Desc> {
+        self.copy(0).desc()
+    }
+
+    fn collect(&self) -> Vec<MetricFamily> {
+        sum_families(self.copies.0.iter().flat_map(|copy| copy.collect()))
+    }
+}
+
+/// Families of the same names summed into one each: counters, gauges and
+/// histograms (count, sum and every bucket) of the same labels added.
+fn sum_families(families: impl Iterator<Item = MetricFamily>) -> Vec<MetricFamily> {
+    let mut summed: Vec<SummedFamily> = Vec::new();
+    for mut family in families {
+        let metrics = family.take_metric();
+        let at = match summed.iter().position(|into| into.family.name() == family.name()) {
+            Some(at) => at,
+            None => {
+                summed.push(SummedFamily { family, by_labels: HashMap::new() });
+                summed.len() - 1
+            }
+        };
+        if let Some(into) = summed.get_mut(at) {
+            metrics.into_iter().for_each(|metric| into.add(metric));
+        }
+    }
+    summed.into_iter().map(|summed| summed.family).collect()
+}
+
+/// A family being summed, with where each label set's metric is.
+struct SummedFamily {
+    family: MetricFamily,
+    by_labels: HashMap<Vec<(String, String)>, usize>,
+}
+
+impl SummedFamily {
+    fn add(&mut self, metric: prometheus::proto::Metric) {
+        let labels: Vec<(String, String)> =
+            metric.get_label().iter().map(|pair| (pair.name().to_owned(), pair.value().to_owned())).collect();
+        let kind = self.family.get_field_type();
+        let metrics = self.family.mut_metric();
+        let Some(existing) = self.by_labels.get(&labels).and_then(|&at| metrics.get_mut(at)) else {
+            self.by_labels.insert(labels, metrics.len());
+            metrics.push(metric);
+            return;
+        };
+        match kind {
+            MetricType::COUNTER => {
+                let mut counter = existing.get_counter().clone();
+                counter.set_value(counter.get_value() + metric.get_counter().get_value());
+                existing.set_counter(counter);
+            }
+            MetricType::GAUGE => {
+                let mut gauge = existing.get_gauge().clone();
+                gauge.set_value(gauge.get_value() + metric.get_gauge().get_value());
+                existing.set_gauge(gauge);
+            }
+            MetricType::HISTOGRAM => {
+                let (mut histogram, more) = (existing.get_histogram().clone(), metric.get_histogram());
+                histogram.set_sample_count(histogram.get_sample_count() + more.get_sample_count());
+                histogram.set_sample_sum(histogram.get_sample_sum() + more.get_sample_sum());
+                let buckets = histogram
+                    .get_bucket()
+                    .iter()
+                    .zip(more.get_bucket())
+                    .map(|(bucket, other)| {
+                        let mut bucket = bucket.clone();
+                        bucket.set_cumulative_count(bucket.cumulative_count() + other.cumulative_count());
+                        bucket
+                    })
+                    .collect();
+                histogram.set_bucket(buckets);
+                existing.set_histogram(histogram);
+            }
+            // Never striped.
+            MetricType::SUMMARY | MetricType::UNTYPED => {}
+        }
     }
 }
 
@@ -355,10 +533,53 @@ mod tests {
     use super::*;
 
     #[test]
+    fn striped_metrics_expose_the_sum_of_every_thread() {
+        let metrics = std::sync::Arc::new(Metrics::new());
+        let route = std::sync::Arc::new(RouteMetrics::new("/r"));
+        // More threads than stripes: some stripes are shared, all are summed.
+        let threads: Vec<_> = (0..STRIPES + 3)
+            .map(|_| {
+                let (metrics, route) = (std::sync::Arc::clone(&metrics), std::sync::Arc::clone(&route));
+                std::thread::spawn(move || {
+                    for _ in 0..100 {
+                        metrics.token_cache_hits.local().inc();
+                        metrics.auth_timer(AuthPath::Cache).observe(0.0002);
+                        route.record(&metrics, Outcome::Allow, std::time::Instant::now());
+                    }
+                    metrics.upstream_classes("api").local()[status_class(503)].inc();
+                })
+            })
+            .collect();
+        for thread in threads {
+            thread.join().unwrap();
+        }
+        let total = (STRIPES + 3) * 100;
+        let text = String::from_utf8(metrics.encode()).unwrap();
+        let line = |prefix: &str| {
+            let found: Vec<&str> = text.lines().filter(|l| l.starts_with(prefix)).collect();
+            assert_eq!(found.len(), 1, "one series {prefix}: {found:?}");
+            found[0].rsplit(' ').next().unwrap().to_owned()
+        };
+        assert_eq!(line("portcullis_token_cache_hits_total "), total.to_string());
+        assert_eq!(line("portcullis_requests_total{decision=\"allow\",route=\"/r\"}"), total.to_string());
+        assert_eq!(line("portcullis_request_duration_seconds_count{route=\"/r\"}"), total.to_string());
+        assert_eq!(line("portcullis_request_duration_seconds_bucket{route=\"/r\",le=\"+Inf\"}"), total.to_string());
+        assert_eq!(line("portcullis_auth_duration_seconds_bucket{source=\"cache\",le=\"0.00025\"}"), total.to_string());
+        assert_eq!(line("portcullis_auth_duration_seconds_bucket{source=\"cache\",le=\"0.0001\"}"), "0");
+        let sum: f64 = line("portcullis_auth_duration_seconds_sum{source=\"cache\"}").parse().unwrap();
+        assert!((sum - total as f64 * 0.0002).abs() < 1e-9, "{sum}");
+        assert_eq!(
+            line("portcullis_upstream_responses_total{class=\"5xx\",upstream=\"api\"}"),
+            (STRIPES + 3).to_string()
+        );
+        assert_eq!(text.matches("# TYPE portcullis_requests_total counter").count(), 1, "one family");
+    }
+
+    #[test]
     fn every_metric_registers_and_encodes() {
         let metrics = Metrics::new();
-        metrics.requests.with_label_values(&["r", "allow"]).inc();
-        metrics.upstream_classes("api")[status_class(204)].inc();
+        metrics.requests.local().with_label_values(&["r", "allow"]).inc();
+        metrics.upstream_classes("api").local()[status_class(204)].inc();
         let text = String::from_utf8(metrics.encode()).unwrap();
         assert!(text.contains("portcullis_requests_total{decision=\"allow\",route=\"r\"} 1"));
         assert!(text.contains("portcullis_upstream_responses_total{class=\"2xx\",upstream=\"api\"} 1"));

@@ -26,7 +26,7 @@ use crate::auth::Revocations;
 use crate::auth::{AuthSettings, Authenticator, Challenges, IssuerState};
 use crate::idp::IdpClient;
 use crate::labels::NO_ROUTE;
-use crate::metrics::{status_class, Metrics, RouteMetrics};
+use crate::metrics::{status_class, Metrics, PerStripe, RouteMetrics};
 use crate::ratelimit::{LimitCounters, Limiter};
 use crate::session::{Refreshes, Sessions};
 use crate::store::revocations::RevocationBook;
@@ -42,12 +42,12 @@ pub(crate) struct UpstreamTarget {
     /// was applied.
     pub(crate) tls: crate::tls::UpstreamCredentials,
     /// Response counters by status class.
-    classes: [IntCounter; 5],
+    classes: PerStripe<[IntCounter; 5]>,
 }
 
 impl UpstreamTarget {
     pub(crate) fn count_status(&self, status: u16) {
-        self.classes[status_class(status)].inc();
+        self.classes.local()[status_class(status)].inc();
     }
 }
 

@@ -17,6 +17,7 @@ use config::RateLimit;
 use prometheus::IntCounter;
 
 use crate::idp::unix_now;
+use crate::metrics::Striped;
 use crate::ratelimit::{KeyValue, LimitCounters, Limiter};
 
 /// Addresses held as over budget at once (more evict the oldest; each
@@ -27,11 +28,11 @@ pub(crate) struct FailedAuthBudget {
     failures: Limiter,
     /// Address hash → Unix time until which verifications are refused.
     blocked: quick_cache::sync::Cache<u64, u64>,
-    refused: IntCounter,
+    refused: Striped<IntCounter>,
 }
 
 impl FailedAuthBudget {
-    pub(crate) fn new(limit: RateLimit, refused: IntCounter) -> FailedAuthBudget {
+    pub(crate) fn new(limit: RateLimit, refused: Striped<IntCounter>) -> FailedAuthBudget {
         FailedAuthBudget {
             failures: Limiter::new(limit, LimitCounters::unregistered()),
             blocked: super::cache::sharded(BLOCKED_CAPACITY),
@@ -49,7 +50,7 @@ impl FailedAuthBudget {
             self.blocked.remove(&key);
             return None;
         }
-        self.refused.inc();
+        self.refused.local().inc();
         Some(until - now)
     }
 
@@ -84,7 +85,7 @@ mod tests {
             ipv6_prefix: 64,
             store: config::LimitStore::Local,
         };
-        FailedAuthBudget::new(config, IntCounter::new("x", "x").unwrap())
+        FailedAuthBudget::new(config, Striped::new(|| IntCounter::new("x", "x").unwrap()))
     }
 
     #[test]

@@ -248,14 +248,14 @@ impl Authenticator {
         }
         if let Some(identity) = self.cache.get(&digest) {
             if self.still_valid(&identity) {
-                self.verifier.metrics.token_cache_hits.inc();
+                self.verifier.metrics.token_cache_hits.local().inc();
                 return (Ok(identity), AuthPath::Cache);
             }
             self.cache.remove(&digest);
         }
-        self.verifier.metrics.token_cache_misses.inc();
+        self.verifier.metrics.token_cache_misses.local().inc();
         if let Some(error) = self.refused.get(&digest) {
-            self.verifier.metrics.refused_token_hits.inc();
+            self.verifier.metrics.refused_token_hits.local().inc();
             self.count_failure(client);
             return (Err(error), AuthPath::Rejected);
         }
