@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use config::{LimitStore, RateKey, RateLimit};
 use policy::{ClaimValues, IssuerId, ScopeSet};
-use portcullis::{digest, Identity, KeyValue, LimitCounters, Limiter, Revocations, TokenCache};
+use portcullis::{digest, Identity, KeyValue, LimitCounters, Limiter, Metrics, Revocations, TokenCache};
 
 const RUN: Duration = Duration::from_millis(1500);
 const THREADS: [usize; 3] = [1, 2, 4];
@@ -141,6 +141,30 @@ fn main() {
             })
         });
     }
+
+    // The same two as portcullis records them: each thread in its own
+    // stripe's copy (handles resolved once per thread, as RouteMetrics
+    // does), summed when scraped.
+    let metrics = Arc::new(Metrics::new());
+    report("metrics: the same, striped per thread", {
+        let metrics = Arc::clone(&metrics);
+        Arc::new(move |_, i| {
+            thread_local! {
+                static HANDLES: std::cell::OnceCell<(prometheus::IntCounter, prometheus::Histogram)> =
+                    const { std::cell::OnceCell::new() };
+            }
+            HANDLES.with(|handles| {
+                let (requests, latency) = handles.get_or_init(|| {
+                    (
+                        metrics.requests.local().with_label_values(&["/bench", "allow"]),
+                        metrics.request_duration.local().with_label_values(&["/bench"]),
+                    )
+                });
+                requests.inc();
+                latency.observe((i % 1000) as f64 * 1e-6);
+            });
+        })
+    });
 
     // The revocation check on every authenticated request: one atomic load
     // of the denylist (empty here, the common case).
