@@ -181,10 +181,12 @@ def main() -> int:
         token_chars = hs256_tokens(tokens, args.count)
         bench.log(f"    signed in {time.monotonic() - started:.1f}s")
 
-        ports = {name: bench.free_port() for name in ["upstream", "jwks", "portcullis", "admin"]}
+        ports = {name: bench.free_port() for name in ["upstream", "upstream-grpc", "jwks", "portcullis", "admin"]}
         values = {
             "DIR": work,
             "UPSTREAM_PORT": ports["upstream"],
+            # The upstream's h2c server (bench.py's grpc scenario), unused here.
+            "GRPC_PORT": ports["upstream-grpc"],
             "JWKS_PORT": ports["jwks"],
             "USER_LINE": "user root root;" if os.geteuid() == 0 else "# not root: workers keep our user",
         }
