@@ -32,22 +32,22 @@ enum PreparedKey {
 }
 
 /// The public key material of a JWK, decoded from base64url.
-#[derive(Debug, Clone, Copy)]
-pub enum PublicKeyMaterial<'a> {
+#[derive(Debug, Clone)]
+pub enum PublicKeyMaterial {
     Rsa {
-        n: &'a [u8],
-        e: &'a [u8],
+        n: Vec<u8>,
+        e: Vec<u8>,
     },
     /// An uncompressed point: `0x04 ‖ x ‖ y`.
-    EcPoint(&'a [u8]),
-    Ed25519(&'a [u8]),
+    EcPoint(Vec<u8>),
+    Ed25519(Vec<u8>),
 }
 
 impl SignatureKey {
     /// `material` prepared for `alg`, or `None` when they do not go
     /// together (a P-384 point for ES256, an RSA key for EdDSA) or the
     /// material is not a valid key.
-    pub fn public(alg: Algorithm, material: PublicKeyMaterial<'_>) -> Option<SignatureKey> {
+    pub fn public(alg: Algorithm, material: &PublicKeyMaterial) -> Option<SignatureKey> {
         let verification = verification_algorithm(alg)?;
         let parsed = match material {
             PublicKeyMaterial::Rsa { n, e } if is_rsa(alg) => {
@@ -340,7 +340,7 @@ mod tests {
         assert!(!key.verifies(b"message!", tag.as_ref()));
         assert!(!key.verifies(b"message", &tag.as_ref()[..31]));
         assert!(SignatureKey::hmac(Algorithm::RS256, b"secret").is_none());
-        assert!(SignatureKey::public(Algorithm::HS256, PublicKeyMaterial::Ed25519(&[0; 32])).is_none());
-        assert!(SignatureKey::public(Algorithm::ES256, PublicKeyMaterial::Ed25519(&[0; 32])).is_none());
+        assert!(SignatureKey::public(Algorithm::HS256, &PublicKeyMaterial::Ed25519(vec![0; 32])).is_none());
+        assert!(SignatureKey::public(Algorithm::ES256, &PublicKeyMaterial::Ed25519(vec![0; 32])).is_none());
     }
 }

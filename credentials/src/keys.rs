@@ -174,8 +174,8 @@ fn usable_key(entry: serde_json::Value, allowed: &[Algorithm]) -> Option<Verific
     }
     let fingerprint = digest::digest(&digest::SHA256, entry.to_string().as_bytes());
     let jwk: Jwk = serde_json::from_value(entry).ok()?;
-    let material = KeyMaterial::of(&jwk.algorithm)?;
-    let family = material.family();
+    let material = public_material(&jwk.algorithm)?;
+    let family = material_family(&material);
     let alg = match jwk.common.key_algorithm {
         None => None,
         Some(named) => {
@@ -188,7 +188,7 @@ fn usable_key(entry: serde_json::Value, allowed: &[Algorithm]) -> Option<Verific
     let prepared: Vec<SignatureKey> = allowed
         .iter()
         .filter(|&&a| family_of(a) == family && alg.is_none_or(|own| own == a))
-        .filter_map(|&a| SignatureKey::public(a, material.as_material()))
+        .filter_map(|&a| SignatureKey::public(a, &material))
         .collect();
     // Of no use with any pinned algorithm (or not a valid key at all).
     if prepared.is_empty() {
@@ -201,44 +201,28 @@ fn usable_key(entry: serde_json::Value, allowed: &[Algorithm]) -> Option<Verific
 
 /// A JWK's public key, decoded. Symmetric keys are not among them: a
 /// secret in a public JWKS is a misconfiguration at best.
-enum KeyMaterial {
-    Rsa { n: Vec<u8>, e: Vec<u8> },
-    EcPoint(Vec<u8>),
-    Ed25519(Vec<u8>),
+fn public_material(parameters: &AlgorithmParameters) -> Option<PublicKeyMaterial> {
+    let decode = |part: &str| URL_SAFE_NO_PAD.decode(part).ok();
+    Some(match parameters {
+        AlgorithmParameters::RSA(rsa) => PublicKeyMaterial::Rsa { n: decode(&rsa.n)?, e: decode(&rsa.e)? },
+        AlgorithmParameters::EllipticCurve(ec) if matches!(ec.curve, EllipticCurve::P256 | EllipticCurve::P384) => {
+            let mut point = vec![0x04];
+            point.extend(decode(&ec.x)?);
+            point.extend(decode(&ec.y)?);
+            PublicKeyMaterial::EcPoint(point)
+        }
+        AlgorithmParameters::OctetKeyPair(okp) if okp.curve == EllipticCurve::Ed25519 => {
+            PublicKeyMaterial::Ed25519(decode(&okp.x)?)
+        }
+        _ => return None,
+    })
 }
 
-impl KeyMaterial {
-    fn of(parameters: &AlgorithmParameters) -> Option<KeyMaterial> {
-        let decode = |part: &str| URL_SAFE_NO_PAD.decode(part).ok();
-        Some(match parameters {
-            AlgorithmParameters::RSA(rsa) => KeyMaterial::Rsa { n: decode(&rsa.n)?, e: decode(&rsa.e)? },
-            AlgorithmParameters::EllipticCurve(ec) if matches!(ec.curve, EllipticCurve::P256 | EllipticCurve::P384) => {
-                let mut point = vec![0x04];
-                point.extend(decode(&ec.x)?);
-                point.extend(decode(&ec.y)?);
-                KeyMaterial::EcPoint(point)
-            }
-            AlgorithmParameters::OctetKeyPair(okp) if okp.curve == EllipticCurve::Ed25519 => {
-                KeyMaterial::Ed25519(decode(&okp.x)?)
-            }
-            _ => return None,
-        })
-    }
-
-    fn family(&self) -> AlgorithmFamily {
-        match self {
-            KeyMaterial::Rsa { .. } => AlgorithmFamily::Rsa,
-            KeyMaterial::EcPoint(_) => AlgorithmFamily::Ec,
-            KeyMaterial::Ed25519(_) => AlgorithmFamily::Ed,
-        }
-    }
-
-    fn as_material(&self) -> PublicKeyMaterial<'_> {
-        match self {
-            KeyMaterial::Rsa { n, e } => PublicKeyMaterial::Rsa { n, e },
-            KeyMaterial::EcPoint(point) => PublicKeyMaterial::EcPoint(point),
-            KeyMaterial::Ed25519(x) => PublicKeyMaterial::Ed25519(x),
-        }
+fn material_family(material: &PublicKeyMaterial) -> AlgorithmFamily {
+    match material {
+        PublicKeyMaterial::Rsa { .. } => AlgorithmFamily::Rsa,
+        PublicKeyMaterial::EcPoint(_) => AlgorithmFamily::Ec,
+        PublicKeyMaterial::Ed25519(_) => AlgorithmFamily::Ed,
     }
 }
 
