@@ -969,29 +969,30 @@ def build_report(meta: dict, results: dict, status: dict, rss: dict, checks: dic
             verdict = "answers: measured" if all(r["ok"] for r in rows) else "FAILED: not measured"
         detail = "; ".join(f"{r['check']} → {r['got'].split(' (')[0]}{'' if r['ok'] else ' (want ' + str(r['want']) + ')'}" for r in rows)
         lines.append(f"- **{LABEL[proxy]}** — {verdict}. {detail}")
-    for scenario, rows in meta.get("feature_checks", {}).items():
+    def check_text(r):
+        return f"{r['check']} → {r['got']}{'' if r['ok'] else ' (want ' + str(r['want']) + ')'}"
+
+    def process_checks(rows, process):
+        """Verdict and detail of a process of its own: its enforcement
+        checks counted (listed only when they fail), then the others."""
         verdict = "measured" if all(r["ok"] for r in rows) else "FAILED: not measured"
-        detail = "; ".join(f"{r['check']} → {r['got']}{'' if r['ok'] else ' (want ' + str(r['want']) + ')'}"
-                           for r in rows if not r["check"].startswith("enforcement: ") or not r["ok"])
+        detail = "; ".join(check_text(r) for r in rows if not r["check"].startswith("enforcement: ") or not r["ok"])
         enforced = [r for r in rows if r["check"].startswith("enforcement: ")]
         if enforced:
-            detail = (f"second process: {sum(r['ok'] for r in enforced)} of {len(enforced)} enforcement checks "
+            detail = (f"{process}: {sum(r['ok'] for r in enforced)} of {len(enforced)} enforcement checks "
                       "as above; " + detail)
+        return verdict, detail
+
+    for scenario, rows in meta.get("feature_checks", {}).items():
+        verdict, detail = process_checks(rows, "second process")
         lines.append(f"- **portcullis, {scenario}** — {verdict}. {detail}")
     for name, rows in meta.get("peer_checks", {}).items():
         verdict = "measured" if all(r["ok"] for r in rows) else "FAILED: not measured"
-        detail = "; ".join(f"{r['check']} → {r['got']}{'' if r['ok'] else ' (want ' + str(r['want']) + ')'}"
-                           for r in rows)
+        detail = "; ".join(check_text(r) for r in rows)
         lines.append(f"- **{PEER_PROCESSES[name]}** — {verdict}. {detail}")
     for scenario, by_proxy in meta.get("flood_checks", {}).items():
         for proxy, rows in by_proxy.items():
-            verdict = "measured" if all(r["ok"] for r in rows) else "FAILED: not measured"
-            detail = "; ".join(f"{r['check']} → {r['got']}{'' if r['ok'] else ' (want ' + str(r['want']) + ')'}"
-                               for r in rows if not r["check"].startswith("enforcement: ") or not r["ok"])
-            enforced = [r for r in rows if r["check"].startswith("enforcement: ")]
-            if enforced:
-                detail = (f"its own process: {sum(r['ok'] for r in enforced)} of {len(enforced)} enforcement checks "
-                          "as above; " + detail)
+            verdict, detail = process_checks(rows, "its own process")
             lines.append(f"- **{LABEL[proxy]}, {scenario}** — {verdict}. {detail}")
     lines.append("")
     lines.append("## Results")
