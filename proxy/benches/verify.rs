@@ -147,6 +147,22 @@ async fn verifies(auth: &Authenticator, request: &RequestHeader) -> bool {
     matches!(auth.authenticate_request(request).await, Some(Ok(_)))
 }
 
+/// The time of `iterations` calls of `call`, each awaited in turn on
+/// `runtime` (what criterion's `iter_custom` wants).
+fn awaited<F, Fut>(runtime: &tokio::runtime::Runtime, iterations: u64, mut call: F) -> Duration
+where
+    F: FnMut(u64) -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    runtime.block_on(async {
+        let start = Instant::now();
+        for i in 0..iterations {
+            std::hint::black_box(call(i).await);
+        }
+        start.elapsed()
+    })
+}
+
 /// Refused, as the proxy would refuse it.
 async fn refuses(auth: &Authenticator, request: &RequestHeader) -> bool {
     matches!(auth.authenticate_request(request).await, Some(Err(_)))
@@ -166,16 +182,9 @@ fn verification(c: &mut Criterion) {
         let auth = authenticator(&runtime, signer, 0);
         let request = request(&token(signer, 1));
         assert!(runtime.block_on(verifies(&auth, &request)), "{name} token verifies");
+        let (auth, request) = (&auth, &request);
         group.bench_function(*name, |b| {
-            b.iter_custom(|iterations| {
-                runtime.block_on(async {
-                    let start = Instant::now();
-                    for _ in 0..iterations {
-                        std::hint::black_box(verifies(&auth, std::hint::black_box(&request)).await);
-                    }
-                    start.elapsed()
-                })
-            })
+            b.iter_custom(|n| awaited(&runtime, n, move |_| verifies(auth, std::hint::black_box(request))))
         });
     }
     group.finish();
@@ -187,16 +196,10 @@ fn verification(c: &mut Criterion) {
     for request in &requests {
         assert!(runtime.block_on(verifies(&auth, request)));
     }
+    let (hits, requests) = (&auth, &requests);
     c.bench_function("cache_hit/RS256_of_1000", |b| {
-        b.iter_custom(|iterations| {
-            runtime.block_on(async {
-                let start = Instant::now();
-                for i in 0..iterations {
-                    let request = &requests[(i % 1000) as usize];
-                    std::hint::black_box(verifies(&auth, std::hint::black_box(request)).await);
-                }
-                start.elapsed()
-            })
+        b.iter_custom(|n| {
+            awaited(&runtime, n, move |i| verifies(hits, std::hint::black_box(&requests[(i % 1000) as usize])))
         })
     });
     println!("token size (RS256): {} bytes", tokens[0].len());
@@ -207,16 +210,9 @@ fn verification(c: &mut Criterion) {
     let forger = rsa(Algorithm::RS256);
     let forged = request(&token(&forger, 1));
     assert!(runtime.block_on(refuses(&auth, &forged)), "a forged token is refused");
+    let forged = &forged;
     c.bench_function("refused_replay/RS256_forged", |b| {
-        b.iter_custom(|iterations| {
-            runtime.block_on(async {
-                let start = Instant::now();
-                for _ in 0..iterations {
-                    std::hint::black_box(refuses(&auth, std::hint::black_box(&forged)).await);
-                }
-                start.elapsed()
-            })
-        })
+        b.iter_custom(|n| awaited(&runtime, n, move |_| refuses(hits, std::hint::black_box(forged))))
     });
 }
 
