@@ -19,17 +19,11 @@ impl ScopeSet {
         I: IntoIterator<Item = S>,
         S: AsRef<str>,
     {
-        let mut owned: Vec<S> = scopes.into_iter().filter(|s| is_scope_token(s.as_ref())).collect();
-        owned.sort_unstable_by(|a, b| a.as_ref().cmp(b.as_ref()));
-        owned.dedup_by(|a, b| a.as_ref() == b.as_ref());
-        let mut joined = String::with_capacity(owned.iter().map(|s| s.as_ref().len() + 1).sum());
-        for scope in &owned {
-            if !joined.is_empty() {
-                joined.push(' ');
-            }
-            joined.push_str(scope.as_ref());
-        }
-        ScopeSet(joined.into_boxed_str())
+        let owned: Vec<S> = scopes.into_iter().collect();
+        let mut names: Vec<&str> = owned.iter().map(AsRef::as_ref).filter(|s| is_scope_token(s)).collect();
+        names.sort_unstable();
+        names.dedup();
+        ScopeSet(names.join(" ").into_boxed_str())
     }
 
     pub fn contains(&self, scope: &str) -> bool {
