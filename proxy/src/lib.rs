@@ -28,6 +28,7 @@ mod runtime;
 mod server;
 mod session;
 mod store;
+mod stripes;
 #[cfg(test)]
 mod test_support;
 mod tls;
@@ -47,3 +48,4 @@ pub use auth::{
 pub use idp::{unix_now, IdpClient};
 pub use metrics::Metrics;
 pub use ratelimit::{KeyValue, LimitCounters, Limiter};
+pub use stripes::{Held, InFlight, InFlightCount, StripedSwap};

@@ -3,10 +3,11 @@
 //! status classes); never a raw path, subject or token.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use crate::labels::{AuthPath, Outcome};
+use crate::stripes::PerStripe;
+use crate::stripes::stripe;
 use prometheus::core::{Collector, Desc};
 use prometheus::proto::{MetricFamily, MetricType};
 use prometheus::{
@@ -378,39 +379,6 @@ impl RouteMetrics {
     }
 }
 
-/// Copies of the metrics every request records: as many as the worker
-/// threads of a 16-core machine, few enough to sum at each scrape. A power
-/// of two.
-const STRIPES: usize = 16;
-
-/// This thread's stripe: threads take stripes in turn as they first record.
-fn stripe() -> usize {
-    static NEXT: AtomicUsize = AtomicUsize::new(0);
-    thread_local! {
-        static STRIPE: usize = NEXT.fetch_add(1, Ordering::Relaxed) % STRIPES;
-    }
-    STRIPE.with(|stripe| *stripe)
-}
-
-/// One `T` per stripe; each thread uses its stripe's.
-pub struct PerStripe<T>(Box<[T; STRIPES]>);
-
-impl<T> PerStripe<T> {
-    fn new(make: impl FnMut(usize) -> T) -> PerStripe<T> {
-        PerStripe(Box::new(std::array::from_fn(make)))
-    }
-
-    /// This thread's.
-    pub fn local(&self) -> &T {
-        self.at(stripe())
-    }
-
-    fn at(&self, stripe: usize) -> &T {
-        // A power of two: the modulo is a mask, and never out of bounds.
-        &self.0[stripe % STRIPES]
-    }
-}
-
 /// A metric every request records, in one copy per stripe, summed into one
 /// family at each scrape. One shared copy is a few atomic words that every
 /// core writes on every request: with two threads, a shared counter and
@@ -442,7 +410,7 @@ impl<M: Collector> Collector for Striped<M> {
     }
 
     fn collect(&self) -> Vec<MetricFamily> {
-        sum_families(self.copies.0.iter().flat_map(|copy| copy.collect()))
+        sum_families(self.copies.iter().flat_map(|copy| copy.collect()))
     }
 }
 
@@ -531,6 +499,7 @@ pub(crate) fn observe_since(histogram: &Histogram, start: std::time::Instant) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::stripes::STRIPES;
 
     #[test]
     fn striped_metrics_expose_the_sum_of_every_thread() {

@@ -277,7 +277,7 @@ mod tests {
             config::RevocationSettings::default(),
         ));
         let runtime = Runtime::build(loaded.config, None, &shared).unwrap();
-        let current: Current = Arc::new(arc_swap::ArcSwap::from_pointee(runtime));
+        let current: Current = Arc::new(crate::stripes::StripedSwap::new(runtime));
         let reloader = Arc::new(Reloader::new(path.clone(), Arc::clone(&current), shared));
 
         std::fs::write(&path, format!("{ONE_ROUTE}  - path: /b\n    public: true\n")).unwrap();

@@ -12,7 +12,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use anyhow::Context;
-use arc_swap::ArcSwap;
 use config::{CertField, Config, CredentialKinds, HeaderValueSource, RouteCertificates, Upstream};
 use http::HeaderName;
 use ipnet::IpNet;
@@ -26,11 +25,12 @@ use crate::auth::Revocations;
 use crate::auth::{AuthSettings, Authenticator, Challenges, IssuerState};
 use crate::idp::IdpClient;
 use crate::labels::NO_ROUTE;
-use crate::metrics::{status_class, Metrics, PerStripe, RouteMetrics};
+use crate::metrics::{status_class, Metrics, RouteMetrics};
 use crate::ratelimit::{LimitCounters, Limiter};
 use crate::session::{Refreshes, Sessions};
 use crate::store::revocations::RevocationBook;
 use crate::store::RedisStore;
+use crate::stripes::{PerStripe, StripedSwap};
 use crate::tls::Certificates;
 
 /// Where one upstream is, resolved when the configuration is applied (DNS
@@ -397,5 +397,6 @@ fn carry_limiters(config: &Config, previous: Option<&Runtime>, metrics: &Metrics
         .collect()
 }
 
-/// The current runtime, swapped atomically.
-pub(crate) type Current = Arc<ArcSwap<Runtime>>;
+/// The runtime in force, swapped as a whole by a reload; each request
+/// holds the one it started with (`StripedSwap::hold`) to its end.
+pub(crate) type Current = Arc<StripedSwap<Runtime>>;

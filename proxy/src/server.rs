@@ -3,12 +3,11 @@
 //! shutdown that ends as soon as in-flight requests have drained.
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use arc_swap::ArcSwap;
 use async_trait::async_trait;
 use pingora::apps::HttpServerOptions;
 use pingora::server::configuration::ServerConf;
@@ -24,6 +23,7 @@ use crate::metrics::Metrics;
 use crate::reload::Reloader;
 use crate::runtime::{Current, Runtime, Shared};
 use crate::store::RedisStore;
+use crate::stripes::{InFlightCount, StripedSwap};
 use crate::tls::Certificates;
 
 /// How often idle rate-limit keys are pruned and gauges refreshed.
@@ -103,7 +103,7 @@ pub fn serve(launch: Launch) -> anyhow::Result<()> {
     metrics
         .last_reload_success
         .set(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64()));
-    let current: Current = Arc::new(ArcSwap::from_pointee(runtime));
+    let current: Current = Arc::new(StripedSwap::new(runtime));
 
     // Pingora's default pid file and upgrade socket live in /tmp and are
     // shared by every Pingora program on the host.
@@ -121,7 +121,7 @@ pub fn serve(launch: Launch) -> anyhow::Result<()> {
     let mut server = Server::new_with_opt_and_conf(None, conf);
     server.bootstrap();
 
-    let in_flight = Arc::new(AtomicUsize::new(0));
+    let in_flight = Arc::new(InFlightCount::new());
     let gateway = Gateway::new(Arc::clone(&current), Arc::clone(&in_flight));
     let mut proxy = pingora::proxy::http_proxy_service_with_name(&server.configuration, gateway, "portcullis");
     match (&tls, &shared.certificates) {
@@ -220,7 +220,7 @@ impl ShutdownSignalWatch for Signals {
 /// Pingora waits out the whole grace period even when nothing is in flight.
 /// This watcher ends the process as soon as the last request has finished
 /// (or lets Pingora's grace period expire first).
-fn spawn_drain_watch(stopping: Arc<AtomicBool>, in_flight: Arc<AtomicUsize>, grace: Duration) {
+fn spawn_drain_watch(stopping: Arc<AtomicBool>, in_flight: Arc<InFlightCount>, grace: Duration) {
     std::thread::Builder::new()
         .name("portcullis-drain".into())
         .spawn(move || {
@@ -231,13 +231,13 @@ fn spawn_drain_watch(stopping: Arc<AtomicBool>, in_flight: Arc<AtomicUsize>, gra
             // Let the listeners close and keep-alive connections notice.
             std::thread::sleep(Duration::from_millis(250));
             while started.elapsed() < grace {
-                if in_flight.load(Ordering::Acquire) == 0 {
+                if in_flight.total() == 0 {
                     tracing::info!(elapsed_ms = started.elapsed().as_millis() as u64, "drained; exiting");
                     std::process::exit(0);
                 }
                 std::thread::sleep(Duration::from_millis(20));
             }
-            tracing::warn!(in_flight = in_flight.load(Ordering::Acquire), "grace period over; exiting");
+            tracing::warn!(in_flight = in_flight.total(), "grace period over; exiting");
         })
         .map(drop)
         .unwrap_or_else(|e| tracing::warn!(error = %e, "no drain watcher; shutdown waits the full grace period"));

@@ -87,7 +87,7 @@ pub(crate) fn decide_preflight(policy: &CorsPolicy, request: &PreflightRequest<'
 pub(crate) async fn send_preflight(session: &mut Session, answer: &PreflightAnswer) -> pingora::Result<()> {
     let mut header = ResponseHeader::build(204, Some(answer.headers.len()))?;
     for (name, value) in &answer.headers {
-        header.insert_header(name.clone(), value.as_str())?;
+        header.insert_header(name, value.as_str())?;
     }
     session.write_response_header(Box::new(header), true).await
 }

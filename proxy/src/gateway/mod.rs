@@ -21,7 +21,6 @@ mod routing;
 mod sessions;
 mod upstream;
 
-use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -32,6 +31,7 @@ use pingora::{Error, ErrorType, Result};
 
 use crate::labels::Outcome;
 use crate::runtime::Current;
+use crate::stripes::InFlightCount;
 use admission::Admitted;
 use request::RequestCtx;
 use respond::Denied;
@@ -39,11 +39,11 @@ use respond::Denied;
 /// The proxy service.
 pub(crate) struct Gateway {
     current: Current,
-    in_flight: Arc<AtomicUsize>,
+    in_flight: Arc<InFlightCount>,
 }
 
 impl Gateway {
-    pub(crate) fn new(current: Current, in_flight: Arc<AtomicUsize>) -> Gateway {
+    pub(crate) fn new(current: Current, in_flight: Arc<InFlightCount>) -> Gateway {
         Gateway { current, in_flight }
     }
 }
@@ -54,7 +54,7 @@ impl ProxyHttp for Gateway {
 
     /// A fresh context, counted as in flight until the request is done.
     fn new_ctx(&self) -> RequestCtx {
-        RequestCtx::counted(&self.in_flight)
+        RequestCtx::new(self.in_flight.enter())
     }
 
     /// HTTP/1.1 pipelining (RFC 9112 9.3.2): requests a client sends
@@ -68,7 +68,7 @@ impl ProxyHttp for Gateway {
 
     /// Admission: forward, or answer here and stop.
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
-        let runtime = self.current.load_full();
+        let runtime = self.current.hold();
         let verdict = admission::admit(session, &runtime, ctx).await;
         ctx.runtime = Some(runtime);
         match verdict {

@@ -1,19 +1,18 @@
-//! Per-request state carried between Pingora's phases, and the in-flight
-//! count that graceful shutdown waits on.
+//! Per-request state carried between Pingora's phases.
 
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
 use crate::auth::Identity;
 use crate::labels::Outcome;
 use crate::runtime::Runtime;
+use crate::stripes::{Held, InFlight};
 
 /// What one request has learnt so far, phase to phase.
 pub(crate) struct RequestCtx {
     /// The policy this request is decided and forwarded under, loaded once.
-    pub(crate) runtime: Option<Arc<Runtime>>,
+    pub(crate) runtime: Option<Arc<Held<Runtime>>>,
     pub(crate) start: Instant,
     /// Index of the matched route in the runtime's route table.
     pub(crate) route: Option<usize>,
@@ -35,8 +34,8 @@ pub(crate) struct RequestCtx {
 }
 
 impl RequestCtx {
-    /// A context counted in `in_flight`.
-    pub(crate) fn counted(in_flight: &Arc<AtomicUsize>) -> RequestCtx {
+    /// A context, counted as in flight until it is dropped.
+    pub(crate) fn new(in_flight: InFlight) -> RequestCtx {
         RequestCtx {
             runtime: None,
             start: Instant::now(),
@@ -48,40 +47,25 @@ impl RequestCtx {
             local_status: None,
             kept_overrides: Vec::new(),
             session_cookies: Vec::new(),
-            _in_flight: InFlight::new(in_flight),
+            _in_flight: in_flight,
         }
-    }
-}
-
-/// Holds one unit of the in-flight count; graceful shutdown waits for zero.
-struct InFlight(Arc<AtomicUsize>);
-
-impl InFlight {
-    fn new(counter: &Arc<AtomicUsize>) -> InFlight {
-        counter.fetch_add(1, Ordering::AcqRel);
-        InFlight(Arc::clone(counter))
-    }
-}
-
-impl Drop for InFlight {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::stripes::InFlightCount;
 
     #[test]
     fn a_context_counts_as_in_flight_until_dropped() {
-        let counter = Arc::new(AtomicUsize::new(0));
-        let first = RequestCtx::counted(&counter);
-        let second = RequestCtx::counted(&counter);
-        assert_eq!(counter.load(Ordering::Acquire), 2);
+        let count = InFlightCount::new();
+        let first = RequestCtx::new(count.enter());
+        let second = RequestCtx::new(count.enter());
+        assert_eq!(count.total(), 2);
         drop(first);
-        assert_eq!(counter.load(Ordering::Acquire), 1);
+        assert_eq!(count.total(), 1);
         drop(second);
-        assert_eq!(counter.load(Ordering::Acquire), 0);
+        assert_eq!(count.total(), 0);
     }
 }

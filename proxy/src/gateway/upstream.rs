@@ -63,7 +63,7 @@ pub(super) fn rewrite(
     if let Some(identity) = &ctx.identity {
         for (index, value) in identity.headers.iter() {
             if let Some(name) = runtime.identity_headers().get(usize::from(*index)) {
-                request.insert_header(name.clone(), value.clone())?;
+                request.insert_header(name, value.clone())?;
             }
         }
     }
@@ -72,7 +72,7 @@ pub(super) fn rewrite(
     if let Some(certificate) = certificate {
         for (name, field) in runtime.client_cert_headers() {
             if let Some(value) = certificate_header(certificate, *field) {
-                request.insert_header(name.clone(), value)?;
+                request.insert_header(name, value)?;
             }
         }
     }
@@ -108,7 +108,7 @@ fn assert_identity(request: &mut RequestHeader, runtime: &Runtime, ctx: &Request
         path: request.uri.path(),
     };
     match signer.sign(&assertion) {
-        Some(jwt) => request.insert_header(signer.header_name().clone(), jwt),
+        Some(jwt) => request.insert_header(signer.header_name(), jwt),
         // Fail closed: an upstream that relies on the assertion must not
         // get a request without one.
         None => pingora::Error::e_explain(pingora::ErrorType::InternalError, "could not sign the upstream assertion"),
