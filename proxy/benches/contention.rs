@@ -13,7 +13,9 @@ use std::time::{Duration, Instant};
 
 use config::{LimitStore, RateKey, RateLimit};
 use policy::{ClaimValues, IssuerId, ScopeSet};
-use portcullis::{digest, Identity, KeyValue, LimitCounters, Limiter, Metrics, Revocations, TokenCache};
+use portcullis::{
+    digest, Identity, InFlightCount, KeyValue, LimitCounters, Limiter, Metrics, Revocations, StripedSwap, TokenCache,
+};
 
 const RUN: Duration = Duration::from_millis(1500);
 const THREADS: [usize; 3] = [1, 2, 4];
@@ -163,6 +165,41 @@ fn main() {
                 requests.inc();
                 latency.observe((i % 1000) as f64 * 1e-6);
             });
+        })
+    });
+
+    // What every request holds from start to end: the runtime it is
+    // decided under, and its place in the in-flight count. Shared, each is
+    // one word that every request of every thread writes twice (an `Arc`'s
+    // reference count, a counter); striped, each thread writes its own.
+    let runtime = Arc::new(arc_swap::ArcSwap::from_pointee(vec![0u8; 64]));
+    report("runtime held: one shared Arc (load_full)", {
+        let runtime = Arc::clone(&runtime);
+        Arc::new(move |_, _| {
+            std::hint::black_box(runtime.load_full());
+        })
+    });
+    let striped_runtime = Arc::new(StripedSwap::new(vec![0u8; 64]));
+    report("runtime held: per stripe (StripedSwap::hold)", {
+        let runtime = Arc::clone(&striped_runtime);
+        Arc::new(move |_, _| {
+            std::hint::black_box(runtime.hold());
+        })
+    });
+    let shared_count = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    report("in-flight count: one shared counter", {
+        let count = Arc::clone(&shared_count);
+        Arc::new(move |_, _| {
+            count.fetch_add(1, Ordering::AcqRel);
+            std::hint::black_box(Arc::clone(&count));
+            count.fetch_sub(1, Ordering::AcqRel);
+        })
+    });
+    let striped_count = Arc::new(InFlightCount::new());
+    report("in-flight count: per stripe (InFlightCount)", {
+        let count = Arc::clone(&striped_count);
+        Arc::new(move |_, _| {
+            std::hint::black_box(count.enter());
         })
     });
 
