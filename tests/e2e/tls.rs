@@ -94,8 +94,12 @@ fn https_with_alpn_h2_and_http1_and_identity_headers() {
     let s = setup(None);
     let auth = format!("Authorization: Bearer {}", hs_token("alice", "tasks:read"));
     assert_eq!(curl(&s, "localhost", "/api/x", &["--http2", "-H", &auth]), ("2".into(), "200".into()));
+    // The upstream learns the client's scheme: building a link or a cookie
+    // for `http` behind a TLS listener would downgrade the client.
+    assert_eq!(s.upstream.last().header("x-forwarded-proto").as_deref(), Some("https"));
     assert_eq!(curl(&s, "localhost", "/api/x", &["--http1.1", "-H", &auth]), ("1.1".into(), "200".into()));
     assert_eq!(s.upstream.last().header("x-auth-subject").as_deref(), Some("alice"));
+    assert_eq!(s.upstream.last().header("x-forwarded-proto").as_deref(), Some("https"));
     assert_eq!(curl(&s, "localhost", "/api/x", &[]).1, "401");
     // Plain HTTP on the TLS port is not served.
     let plain = Command::new("curl")

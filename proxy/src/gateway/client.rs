@@ -21,7 +21,8 @@ pub(crate) fn client_ip(session: &Session, trusted_proxies: &[IpNet]) -> Option<
 pub(super) fn seen(session: &Session, trusted_proxies: &[IpNet], client: Option<IpAddr>) -> Option<Seen> {
     let peer = session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip())?;
     let trusted = trusted_proxies.iter().any(|net| net.contains(&peer));
-    Some(Seen { peer, client: client.unwrap_or(peer), trusted })
+    let tls = session.digest().is_some_and(|digest| digest.ssl_digest.is_some());
+    Some(Seen { peer, client: client.unwrap_or(peer), trusted, tls })
 }
 
 /// [`client_ip`] over the header values, last value first.

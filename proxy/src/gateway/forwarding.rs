@@ -10,9 +10,13 @@
 //!   peer that is not in `trusted_proxies` they are the client's own claim:
 //!   removed. From a trusted proxy they are kept.
 //! - Then the upstream's `forwarded_headers` are set from what portcullis
-//!   saw: the client address, the `Host`, the scheme (`http`: portcullis
-//!   listens in plain HTTP). From a trusted proxy `X-Forwarded-For` and
+//!   saw: the client address, the `Host`, the scheme (`https` on a TLS
+//!   connection, else `http`). From a trusted proxy `X-Forwarded-For` and
 //!   `Forwarded` are extended with this hop and the others kept when present.
+//!
+//! This runs on every forwarded request: the peer address is formatted once
+//! (IPv4 without the formatting machinery) and a header with no earlier
+//! value is set without building a list.
 
 use std::fmt::Write;
 use std::net::IpAddr;
@@ -50,9 +54,6 @@ pub(super) const FORWARDING_HEADERS: [&str; 23] = [
     "front-end-https",
 ];
 
-/// The scheme clients reach portcullis with.
-const SCHEME: &str = "http";
-
 /// What portcullis saw of the connection.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Seen {
@@ -62,6 +63,19 @@ pub(super) struct Seen {
     pub(super) client: IpAddr,
     /// The peer is in `trusted_proxies`.
     pub(super) trusted: bool,
+    /// The client connected over TLS.
+    pub(super) tls: bool,
+}
+
+impl Seen {
+    /// The scheme the client reached portcullis with.
+    fn scheme(&self) -> &'static str {
+        if self.tls {
+            "https"
+        } else {
+            "http"
+        }
+    }
 }
 
 /// Does a request header name denote `canonical` (lower case) once case
@@ -86,21 +100,27 @@ pub(super) fn is_removed(name: &str, trusted: bool, kept: &[&str]) -> bool {
 /// Set the upstream's forwarding headers from what portcullis saw. Client
 /// copies are already gone unless the peer is trusted.
 pub(super) fn set(request: &mut RequestHeader, headers: &[ForwardedHeader], seen: Seen) -> Result<()> {
-    let host = request.headers.get(HOST).and_then(|v| v.to_str().ok()).filter(|h| is_quotable(h)).map(str::to_owned);
+    // The client's own value, shared rather than copied.
+    let host = request.headers.get(HOST).filter(|v| v.to_str().is_ok_and(is_quotable)).cloned();
+    let peer = address_text(seen.peer);
     for header in headers {
         let name = header.name();
-        let kept = seen.trusted && request.headers.contains_key(name);
         match header {
-            ForwardedHeader::XForwardedFor => append(request, name, &seen.peer.to_string())?,
-            ForwardedHeader::Forwarded => append(request, name, &forwarded_element(seen.peer, host.as_deref()))?,
-            _ if kept => {}
+            ForwardedHeader::XForwardedFor => append(request, name, &peer)?,
+            ForwardedHeader::Forwarded => {
+                let host = host.as_ref().and_then(|v| v.to_str().ok());
+                append(request, name, &forwarded_element(seen.peer, &peer, host, seen.scheme()))?
+            }
+            // A trusted proxy's value is kept.
+            _ if seen.trusted && request.headers.contains_key(name) => {}
             ForwardedHeader::XForwardedHost => {
                 if let Some(host) = &host {
-                    request.insert_header(name, host.as_str())?;
+                    request.insert_header(name, host.clone())?;
                 }
             }
-            ForwardedHeader::XForwardedProto => request.insert_header(name, SCHEME)?,
-            ForwardedHeader::XRealIp => request.insert_header(name, seen.client.to_string())?,
+            ForwardedHeader::XForwardedProto => request.insert_header(name, seen.scheme())?,
+            ForwardedHeader::XRealIp if seen.client == seen.peer => request.insert_header(name, peer.as_str())?,
+            ForwardedHeader::XRealIp => request.insert_header(name, address_text(seen.client))?,
         }
     }
     Ok(())
@@ -109,26 +129,49 @@ pub(super) fn set(request: &mut RequestHeader, headers: &[ForwardedHeader], seen
 /// One value: the readable values already there (only a trusted proxy's
 /// survive), then this hop's.
 fn append(request: &mut RequestHeader, name: &'static str, hop: &str) -> Result<()> {
+    if !request.headers.contains_key(name) {
+        return request.insert_header(name, hop);
+    }
     let mut value = String::new();
     for earlier in request.headers.get_all(name).iter().filter_map(|v| v.to_str().ok()) {
         value.push_str(earlier);
         value.push_str(", ");
     }
     value.push_str(hop);
-    request.insert_header(name, value)?;
-    Ok(())
+    request.insert_header(name, value)
+}
+
+/// An address as header text. IPv4 by hand: `Display` goes through the
+/// formatting machinery, a few hundred instructions per address on every
+/// forwarded request.
+fn address_text(ip: IpAddr) -> String {
+    let IpAddr::V4(v4) = ip else { return ip.to_string() };
+    let mut text = String::with_capacity(15);
+    for (i, octet) in v4.octets().into_iter().enumerate() {
+        if i > 0 {
+            text.push('.');
+        }
+        if octet >= 100 {
+            text.push(char::from(b'0' + octet / 100));
+        }
+        if octet >= 10 {
+            text.push(char::from(b'0' + octet / 10 % 10));
+        }
+        text.push(char::from(b'0' + octet % 10));
+    }
+    text
 }
 
 /// An RFC 7239 element for this hop: `for`, `host`, `proto`.
-fn forwarded_element(peer: IpAddr, host: Option<&str>) -> String {
+fn forwarded_element(peer: IpAddr, peer_text: &str, host: Option<&str>, scheme: &str) -> String {
     let mut element = match peer {
-        IpAddr::V4(ip) => format!("for={ip}"),
-        IpAddr::V6(ip) => format!("for=\"[{ip}]\""),
+        IpAddr::V4(_) => format!("for={peer_text}"),
+        IpAddr::V6(_) => format!("for=\"[{peer_text}]\""),
     };
     if let Some(host) = host {
         let _ = write!(element, ";host=\"{host}\""); // writing to a String cannot fail
     }
-    let _ = write!(element, ";proto={SCHEME}");
+    let _ = write!(element, ";proto={scheme}");
     element
 }
 
@@ -146,7 +189,7 @@ mod tests {
     }
 
     fn seen(trusted: bool) -> Seen {
-        Seen { peer: "10.0.0.2".parse().unwrap(), client: "198.51.100.7".parse().unwrap(), trusted }
+        Seen { peer: "10.0.0.2".parse().unwrap(), client: "198.51.100.7".parse().unwrap(), trusted, tls: false }
     }
 
     fn value(r: &RequestHeader, name: &str) -> Option<String> {
@@ -173,7 +216,12 @@ mod tests {
     #[test]
     fn untrusted_peers_get_what_portcullis_saw() {
         let mut r = request(&[("Host", "api.example.com")]);
-        let s = Seen { peer: "192.0.2.1".parse().unwrap(), client: "192.0.2.1".parse().unwrap(), trusted: false };
+        let s = Seen {
+            peer: "192.0.2.1".parse().unwrap(),
+            client: "192.0.2.1".parse().unwrap(),
+            trusted: false,
+            tls: false,
+        };
         set(&mut r, &ForwardedHeader::ALL, s).unwrap();
         assert_eq!(value(&r, "x-forwarded-for").as_deref(), Some("192.0.2.1"));
         assert_eq!(value(&r, "x-forwarded-host").as_deref(), Some("api.example.com"));
@@ -213,6 +261,35 @@ mod tests {
         assert!(value(&r, "x-forwarded-host").is_none());
         assert_eq!(value(&r, "forwarded").as_deref(), Some("for=10.0.0.2;proto=http"));
         let v6 = Seen { peer: "2001:db8::1".parse().unwrap(), ..seen(false) };
-        assert_eq!(forwarded_element(v6.peer, None), "for=\"[2001:db8::1]\";proto=http");
+        assert_eq!(
+            forwarded_element(v6.peer, &address_text(v6.peer), None, "http"),
+            "for=\"[2001:db8::1]\";proto=http"
+        );
+    }
+
+    #[test]
+    fn a_tls_connection_is_forwarded_as_https() {
+        let mut r = request(&[("Host", "api.example.com")]);
+        set(&mut r, &ForwardedHeader::ALL, Seen { tls: true, ..seen(false) }).unwrap();
+        assert_eq!(value(&r, "x-forwarded-proto").as_deref(), Some("https"));
+        assert_eq!(value(&r, "forwarded").as_deref(), Some("for=10.0.0.2;host=\"api.example.com\";proto=https"));
+        // A trusted proxy's own scheme is still kept.
+        let mut r = request(&[("Host", "a"), ("X-Forwarded-Proto", "http")]);
+        set(&mut r, &[ForwardedHeader::XForwardedProto], Seen { tls: true, ..seen(true) }).unwrap();
+        assert_eq!(value(&r, "x-forwarded-proto").as_deref(), Some("http"));
+    }
+
+    #[test]
+    fn addresses_read_as_display_writes_them() {
+        for a in [0u8, 1, 9, 10, 99, 100, 199, 200, 255] {
+            for b in [0u8, 7, 42, 100, 255] {
+                let ip = IpAddr::from([a, b, 255 - a, b / 2]);
+                assert_eq!(address_text(ip), ip.to_string());
+            }
+        }
+        for text in ["::1", "2001:db8::1", "::ffff:192.0.2.1", "fe80::1:2:3:4"] {
+            let ip: IpAddr = text.parse().unwrap();
+            assert_eq!(address_text(ip), ip.to_string());
+        }
     }
 }
