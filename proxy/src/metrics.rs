@@ -6,8 +6,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
 
 use crate::labels::{AuthPath, Outcome};
-use crate::stripes::PerStripe;
-use crate::stripes::stripe;
+use crate::stripes::{stripe, PerStripe};
 use prometheus::core::{Collector, Desc};
 use prometheus::proto::{MetricFamily, MetricType};
 use prometheus::{
