@@ -641,6 +641,95 @@ def cpu_seconds(pid: int) -> float:
     return ticks / os.sysconf("SC_CLK_TCK")
 
 
+# --profile: where a measured process's CPU goes, per request. perf samples
+# the process at PROFILE_HZ for the whole measurement (no call graphs: the
+# overhead stays near 1 %); each sample's symbol is put in one component.
+PROFILE_HZ = 999
+COMPONENTS = ["kernel", "crypto", "allocator", "own code", "HTTP stack", "libraries", "other"]
+COMPONENT_NOTES = {
+    "kernel": "system calls, loopback TCP, waking the peer",
+    "crypto": "aws-lc or OpenSSL: signatures, SHA-256",
+    "allocator": "mimalloc, or the C library's malloc/free",
+    "own code": "portcullis's crates (portcullis, credentials, policy, config), bare Pingora's main, nginx's or HAProxy's binary",
+    "HTTP stack": "Pingora, tokio, http, httparse, bytes",
+    "libraries": "the other Rust crates (caches, maps, JSON, base64, arc-swap)",
+    "other": "Rust's core/alloc/std (memcpy, drops), libc, vDSO",
+}
+OWN_CRATES = {"portcullis", "credentials", "policy", "config", "bare_pingora"}
+STACK_CRATES = ("pingora", "tokio", "http", "httparse", "bytes", "h2", "mio", "futures")
+CRYPTO_SYMBOL = re.compile(r"^(aws_lc|bn_|BN_|EVP_|evp_|RSA_|rsa_|ec_|EC_|ecp_|p256|sha\d|SHA\d|x25519|ed25519)")
+C_ALLOCATOR = {"malloc", "free", "cfree", "realloc", "calloc", "_int_malloc", "_int_free", "_int_realloc",
+               "malloc_consolidate", "tcache_init", "__libc_malloc", "__libc_free"}
+
+
+def component(dso: str, symbol: str) -> str:
+    """The component a sampled symbol's time counts towards (COMPONENTS)."""
+    if dso.startswith("[kernel") or dso == "[unknown]" and symbol.startswith("0xffff"):
+        return "kernel"
+    if dso.startswith("libcrypto") or dso.startswith("libssl") or CRYPTO_SYMBOL.match(symbol) \
+            or "aws_lc_rs::" in symbol:
+        return "crypto"
+    if symbol.split("@")[0] in C_ALLOCATOR or symbol.startswith(("_mi_", "mi_", "__mi_", "mimalloc")):
+        return "allocator"
+    if dso in ("haproxy", "nginx"):
+        return "own code"
+    crate = re.search(r"([A-Za-z_][A-Za-z0-9_]*)::", symbol)
+    if crate and crate.group(1) in OWN_CRATES:
+        return "own code"
+    if crate and crate.group(1).startswith(STACK_CRATES):
+        return "HTTP stack"
+    if crate and crate.group(1) not in ("core", "alloc", "std"):
+        return "libraries"
+    return "other"
+
+
+def start_profile(pid: int, data: Path) -> subprocess.Popen | None:
+    """perf sampling a process (and its children: nginx's workers) until
+    stop_profile; None when perf is missing or cannot attach."""
+    if not shutil.which("perf"):
+        return None
+    pids = ",".join(str(p) for p in process_tree(pid))
+    proc = subprocess.Popen(["perf", "record", "-F", str(PROFILE_HZ), "-p", pids, "-o", str(data)],
+                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            start_new_session=True)
+    time.sleep(0.3)  # attached before the load starts
+    return proc if proc.poll() is None else None
+
+
+def stop_profile(proc: subprocess.Popen, data: Path, requests: int) -> dict | None:
+    """Stop perf and read its samples back: microseconds of the process's
+    CPU per request, by component, and the largest symbols."""
+    proc.send_signal(signal.SIGINT)
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+    report = subprocess.run(["perf", "report", "-i", str(data), "--stdio", "--no-children", "-F", "sample,dso,sym"],
+                            capture_output=True, text=True, timeout=120)
+    if report.returncode != 0 or not requests:
+        return None
+    per_component = dict.fromkeys(COMPONENTS, 0)
+    symbols: list[tuple[int, str, str]] = []
+    for line in report.stdout.splitlines():
+        m = re.match(r"\s*(\d+)\s+(\S+)\s+\[(.)\]\s+(.*?)\s*$", line)
+        if not m:
+            continue
+        samples, dso, symbol = int(m.group(1)), m.group(2), m.group(4)
+        part = component(dso, symbol)
+        per_component[part] += samples
+        symbols.append((samples, part, symbol))
+    us = 1e6 / PROFILE_HZ / requests
+    symbols.sort(reverse=True)
+    return {
+        "hz": PROFILE_HZ,
+        "samples": sum(per_component.values()),
+        "us_per_request": {part: n * us for part, n in per_component.items()},
+        "top_symbols": [{"symbol": sym[:120], "component": part, "us_per_request": n * us}
+                        for n, part, sym in symbols[:12]],
+    }
+
+
 def fill(template: str, values: dict) -> str:
     text = (HERE / "conf" / template).read_text()
     for key, value in values.items():
@@ -1312,6 +1401,27 @@ def build_report(meta: dict, results: dict, status: dict, rss: dict, checks: dic
             + (f" {meta['peer_notes']['grpc']}." if "grpc" in meta.get("peer_notes", {}) else "")
         )
 
+    profiled = [(proxy, scenario, r["profile"]) for scenario, *_ in SCENARIOS for proxy, *_ in ROWS
+                for r in [get_r(proxy, scenario)] if r and r.get("profile")]
+    if profiled:
+        lines.append("")
+        lines.append("## Where each request's CPU goes (perf, µs per request)")
+        lines.append("")
+        lines.append("| proxy | scenario | req/s | " + " | ".join(COMPONENTS) + " | total |")
+        lines.append("|---|---|---:|" + "---:|" * (len(COMPONENTS) + 1))
+        for proxy, scenario, prof in profiled:
+            parts = prof["us_per_request"]
+            lines.append(f"| {LABEL[proxy]} | {scenario} | {fmt_rps(get_r(proxy, scenario)['rps'])} | "
+                         + " | ".join(f"{parts[c]:.1f}" for c in COMPONENTS)
+                         + f" | {sum(parts.values()):.1f} |")
+        lines.append("")
+        lines.append(
+            f"`--profile`: perf sampled each measured process at {PROFILE_HZ} Hz through the last round's "
+            "measurement (every thread, nginx's workers too); a sample's time counts towards the component of its "
+            "symbol, divided by the requests of that run. The components: "
+            + "; ".join(f"{c}: {COMPONENT_NOTES[c]}" for c in COMPONENTS)
+            + ". The largest symbols of each are in results.json (`profile.top_symbols`).")
+
     lines.append("")
     lines.append("## Memory")
     lines.append("")
@@ -1420,6 +1530,10 @@ def main() -> int:
     ap.add_argument("--portcullis", default=str(ROOT / "target/release/portcullis"))
     ap.add_argument("--bare-pingora", default=str(ROOT / "target/release/bare-pingora"))
     ap.add_argument("--keep", action="store_true", help="keep the working directory (configs, logs, keys, tokens)")
+    ap.add_argument("--profile", action="store_true",
+                    help="sample each measured process with perf during the last round and report its CPU per "
+                         "request by component (kernel, crypto, allocator, own code, HTTP stack, libraries, other); "
+                         "perf costs the profiled round about 1 %%")
     args = ap.parse_args()
     if args.quick:
         args.duration, args.warmup = 2, 1
@@ -2674,6 +2788,7 @@ def measure(args, proxies, scenarios, work, out_dir, procs, meta, tokens, featur
     measured = [p for p in proxies if p not in status_of and p in pids]
     rss: dict[str, dict[str, int]] = {p: {"idle_after_start": rss_kib(pids[p])} for p in measured}
     rounds_of: dict[tuple[str, str], list[dict]] = {}
+    profiles: dict[tuple[str, str], dict | None] = {}
     offsets: dict[tuple[str, str], int] = {}
     for round_no in range(1, args.rounds + 1):
         if args.rounds > 1:
@@ -2727,7 +2842,18 @@ def measure(args, proxies, scenarios, work, out_dir, procs, meta, tokens, featur
                     cpu_before = cpu_seconds(procs.procs[instance].pid)
                     upstream_before = cpu_seconds(procs.procs["upstream"].pid)
                     children_before = resource.getrusage(resource.RUSAGE_CHILDREN)
-                    r = load(scenario, port, path, mode, work, args.duration, args.connections, offset=sent)
+                    # --profile: the last round, the process measured.
+                    perf_data = work / f"perf-{instance}-{scenario}.data"
+                    profiler = (start_profile(procs.procs[instance].pid, perf_data)
+                                if args.profile and round_no == args.rounds and proxy != DIRECT else None)
+                    try:
+                        r = load(scenario, port, path, mode, work, args.duration, args.connections, offset=sent)
+                    except BaseException:
+                        if profiler:
+                            profiler.kill()
+                        raise
+                    if profiler:
+                        profiles[key] = stop_profile(profiler, perf_data, r["requests"])
                     children = resource.getrusage(resource.RUSAGE_CHILDREN)
                     r["cpu_s"] = cpu_seconds(procs.procs[instance].pid) - cpu_before
                     if flood_admin:
@@ -2795,6 +2921,8 @@ def measure(args, proxies, scenarios, work, out_dir, procs, meta, tokens, featur
         median["answers_ok"] = all(r["answers_ok"] for r in runs)
         if not median["answers_ok"]:
             median["answers"] = next(r["answers"] for r in runs if not r["answers_ok"])
+        if key in profiles:
+            median["profile"] = profiles[key]
         results[key] = median
     for proxy in measured:
         if procs.alive(proxy):
