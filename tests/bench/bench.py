@@ -562,6 +562,34 @@ def metric(admin_port: int, name: str, **labels: str) -> float:
     return total
 
 
+def histogram(admin_port: int, name: str, q: float, **labels: str) -> tuple[float, float, float] | None:
+    """(count, mean, upper bound of the bucket holding quantile q) of the
+    histogram `name` on /metrics, its series whose labels include `labels`
+    summed; None when it has no observation."""
+    _, _, body = get(admin_port, "/metrics")
+    buckets: dict[float, float] = {}
+    total = count = 0.0
+    for line in body.splitlines():
+        m = re.match(r"^([a-zA-Z_:][\w:]*)(?:\{(.*)\})?\s+(\S+)$", line)
+        if not m or not m.group(1).startswith(name):
+            continue
+        have = dict(re.findall(r'(\w+)="((?:[^"\\]|\\.)*)"', m.group(2) or ""))
+        if not all(have.get(k) == v for k, v in labels.items()):
+            continue
+        suffix, value = m.group(1)[len(name):], float(m.group(3))
+        if suffix == "_bucket":
+            bound = float(have["le"])
+            buckets[bound] = buckets.get(bound, 0.0) + value
+        elif suffix == "_sum":
+            total += value
+        elif suffix == "_count":
+            count += value
+    if not count:
+        return None
+    bound = next((b for b in sorted(buckets) if buckets[b] >= q * count), float("inf"))
+    return count, total / count, bound
+
+
 def redis_command(port: int, *args: str, timeout: float = 5) -> str:
     """One command to the bench's redis-server; the reply as text (simple,
     integer or bulk string; an error reply raises)."""
@@ -2949,6 +2977,14 @@ def measure(args, proxies, scenarios, work, out_dir, procs, meta, tokens, featur
                 f"while wrk counted {sent:,} responses (warm-ups included; wrk leaves out the requests still in "
                 "flight when each run stops)"
             )
+            timed = histogram(admin, "portcullis_redis_command_duration_seconds", 0.99, operation="rate_limit")
+            if timed:
+                # What each decision waited for: the script, from the
+                # request's runtime to the Redis runtime, to Redis and back.
+                feature_notes["limit-redis"] += (
+                    f"; each decision's Redis call as portcullis timed it ({timed[0]:,.0f} calls): mean "
+                    f"{timed[1] * 1000:.2f} ms, p99 at most {timed[2] * 1000:g} ms (its histogram's bucket)"
+                )
             if others:
                 r["answers_ok"] = False
                 r["answers"] += f", {others:,.0f} decided without Redis"
