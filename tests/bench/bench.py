@@ -257,6 +257,11 @@ def target(proxy: str, scenario: str) -> tuple[str, str]:
     return name, name
 
 
+def process_label(proxy: str, scenario: str) -> str:
+    """How the report names the process measured for `proxy` in `scenario`."""
+    return PEER_PROCESSES.get(target(proxy, scenario)[0], LABEL[proxy])
+
+
 def log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
@@ -676,7 +681,7 @@ PROFILE_HZ = 999
 COMPONENTS = ["kernel", "crypto", "allocator", "own code", "HTTP stack", "libraries", "other"]
 COMPONENT_NOTES = {
     "kernel": "system calls, loopback TCP, waking the peer",
-    "crypto": "aws-lc or OpenSSL: signatures, SHA-256",
+    "crypto": "aws-lc, ring or OpenSSL: signatures, hashes, TLS ciphers and key exchange",
     "allocator": "mimalloc, or the C library's malloc/free",
     "own code": "portcullis's crates (portcullis, credentials, policy, config), bare Pingora's main, nginx's or HAProxy's binary",
     "HTTP stack": "Pingora, tokio, http, httparse, bytes",
@@ -685,7 +690,8 @@ COMPONENT_NOTES = {
 }
 OWN_CRATES = {"portcullis", "credentials", "policy", "config", "bare_pingora"}
 STACK_CRATES = ("pingora", "tokio", "http", "httparse", "bytes", "h2", "mio", "futures")
-CRYPTO_SYMBOL = re.compile(r"^(aws_lc|bn_|BN_|EVP_|evp_|RSA_|rsa_|ec_|EC_|ecp_|p256|sha\d|SHA\d|x25519|ed25519)")
+CRYPTO_SYMBOL = re.compile(r"^(aws_lc|ring_core|bn_|BN_|EVP_|evp_|RSA_|rsa_|ec_|EC_|ecp_|__ecp_|p256|fe4?_|fiat_|"
+                           r"sha\d|SHA\d|x25519|ed25519|aes|gcm_|chacha|poly1305)")
 C_ALLOCATOR = {"malloc", "free", "cfree", "realloc", "calloc", "_int_malloc", "_int_free", "_int_realloc",
                "malloc_consolidate", "tcache_init", "__libc_malloc", "__libc_free"}
 
@@ -695,7 +701,7 @@ def component(dso: str, symbol: str) -> str:
     if dso.startswith("[kernel") or dso == "[unknown]" and symbol.startswith("0xffff"):
         return "kernel"
     if dso.startswith("libcrypto") or dso.startswith("libssl") or CRYPTO_SYMBOL.match(symbol) \
-            or "aws_lc_rs::" in symbol:
+            or "aws_lc_rs::" in symbol or "ring::" in symbol:
         return "crypto"
     if symbol.split("@")[0] in C_ALLOCATOR or symbol.startswith(("_mi_", "mi_", "__mi_", "mimalloc")):
         return "allocator"
@@ -1439,7 +1445,8 @@ def build_report(meta: dict, results: dict, status: dict, rss: dict, checks: dic
         lines.append("|---|---|---:|" + "---:|" * (len(COMPONENTS) + 1))
         for proxy, scenario, prof in profiled:
             parts = prof["us_per_request"]
-            lines.append(f"| {LABEL[proxy]} | {scenario} | {fmt_rps(get_r(proxy, scenario)['rps'])} | "
+            label = process_label(proxy, scenario)
+            lines.append(f"| {label} | {scenario} | {fmt_rps(get_r(proxy, scenario)['rps'])} | "
                          + " | ".join(f"{parts[c]:.1f}" for c in COMPONENTS)
                          + f" | {sum(parts.values()):.1f} |")
         lines.append("")
