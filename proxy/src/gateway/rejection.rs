@@ -60,9 +60,18 @@ impl Rejection {
         self
     }
 
+    /// `{"error":…,"error_description":…}`, serialised straight into one
+    /// buffer (no intermediate JSON value: every refusal renders one).
     fn body(&self) -> Bytes {
-        let body = serde_json::json!({ "error": self.error, "error_description": self.description });
-        Bytes::from(body.to_string())
+        #[derive(serde::Serialize)]
+        struct Body<'a> {
+            error: &'a str,
+            error_description: &'a str,
+        }
+        let body = Body { error: self.error, error_description: &self.description };
+        // Two strings cannot fail to serialise; an empty body would still
+        // leave the status and the challenge.
+        Bytes::from(serde_json::to_vec(&body).unwrap_or_default())
     }
 }
 
@@ -197,6 +206,15 @@ mod tests {
         for no in ["application/json", "application/grpc-web", "application/grpcx", "text/plain"] {
             assert!(!is_grpc(&request(no)), "{no}");
         }
+    }
+
+    #[test]
+    fn the_body_is_the_error_and_its_description_as_json() {
+        let rejection = Rejection::new(401, "invalid_token", "the \"kid\" is unknown");
+        let body = rejection.body();
+        assert_eq!(&body[..], br#"{"error":"invalid_token","error_description":"the \"kid\" is unknown"}"#);
+        let parsed: serde_json::Value = serde_json::from_slice(&body).expect("json");
+        assert_eq!(parsed["error_description"], "the \"kid\" is unknown");
     }
 
     #[test]
