@@ -48,7 +48,7 @@ impl RedisStore {
         let interval = (config.per / config.limit.max(1)).as_micros().max(1) as u64;
         let burst = config.burst.max(1);
         let (allowed, wait_micros): (u8, u64) = self
-            .run("rate_limit", move |mut connection| async move {
+            .run_here("rate_limit", move |mut connection| async move {
                 script().key(bucket).arg(interval).arg(burst).invoke_async(&mut connection).await
             })
             .await?;

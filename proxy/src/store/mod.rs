@@ -2,20 +2,27 @@
 //! `store: redis` (`limits`), the revocation denylist (`revocations`) and
 //! browser sessions with `sessions.store: redis` (`sessions`).
 //!
-//! One connection per process, on a Tokio runtime of its own (like the IdP
-//! client), so Pingora's request threads never run Redis I/O. A request
-//! waits for Redis at most `command_timeout`; after repeated failures a
-//! breaker skips Redis for a short while, so a dead Redis costs a request
-//! nothing. Every key is an HMAC of what it stands for: no username,
-//! address or header value is ever written to Redis.
+//! One connection per process on a Tokio runtime of its own (like the IdP
+//! client) for the background work and sessions, and one per worker thread
+//! for rate-limit decisions: a decision sent on the shared connection was
+//! handed over to the Redis runtime's thread and back, two context
+//! switches per request (the CPU of a `store: redis` request doubled, and on
+//! a busy core the Redis thread waited for a time slice). A worker's
+//! connection is opened on its own runtime in the background; the shared
+//! one serves until it is up, and after every reconnection of the shared
+//! one. A request waits for Redis at most `command_timeout`; after repeated
+//! failures a breaker skips Redis for a short while, so a dead Redis costs
+//! a request nothing. Every key is an HMAC of what it stands for: no
+//! username, address or header value is ever written to Redis.
 
 pub(crate) mod limits;
 pub(crate) mod revocations;
 pub(crate) mod sessions;
 
+use std::cell::RefCell;
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwapOption;
@@ -104,9 +111,17 @@ impl ConnectionLike for Connection {
 
 /// The process's Redis: connection, breaker, key hashing.
 pub(crate) struct RedisStore {
+    /// Tells this store's worker connections from another's.
+    id: u64,
+    /// This store, for the tasks that open worker connections.
+    me: Weak<RedisStore>,
     settings: RedisSettings,
     handle: Handle,
     connection: ArcSwapOption<Connection>,
+    /// Counts the shared connections put in place: a worker connection
+    /// opened before the latest is replaced (a Sentinel failover moves the
+    /// master).
+    generation: AtomicU64,
     /// Asks the connection task to connect again (Sentinel failover).
     reconnect: Notify,
     hash_key: hmac::Key,
@@ -121,11 +136,15 @@ impl RedisStore {
     /// Start connecting on `handle`'s runtime; an unreachable Redis is
     /// retried in the background, never an error here.
     pub(crate) fn start(settings: RedisSettings, handle: Handle, metrics: Arc<Metrics>) -> Arc<RedisStore> {
+        static NEXT_ID: AtomicU64 = AtomicU64::new(0);
         let hash_key = hmac::Key::new(hmac::HMAC_SHA256, settings.hash_key.expose());
-        let store = Arc::new(RedisStore {
+        let store = Arc::new_cyclic(|me| RedisStore {
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+            me: me.clone(),
             settings,
             handle: handle.clone(),
             connection: ArcSwapOption::empty(),
+            generation: AtomicU64::new(0),
             reconnect: Notify::new(),
             hash_key,
             breaker: Breaker::default(),
@@ -210,13 +229,86 @@ impl RedisStore {
     {
         let started = Instant::now();
         let result = self.attempt(timeout, command).await;
+        self.account(operation, started, &result);
+        result
+    }
+
+    /// [`Self::run`] on this worker thread's own connection, once it is
+    /// open: the command is driven by the thread's runtime, with no
+    /// hand-over to the Redis runtime's thread and back.
+    pub(crate) async fn run_here<T, F, Fut>(&self, operation: &'static str, command: F) -> Result<T, StoreError>
+    where
+        F: FnOnce(Connection) -> Fut,
+        Fut: Future<Output = RedisResult<T>> + Send + 'static,
+        T: Send + 'static,
+    {
+        let started = Instant::now();
+        let timeout = self.settings.command_timeout;
+        let worker = if self.breaker.is_open() { None } else { self.worker_connection() };
+        let result = match worker {
+            Some(connection) => match tokio::time::timeout(timeout, command((*connection).clone())).await {
+                Ok(Ok(value)) => Ok(value),
+                Ok(Err(error)) => Err(StoreError::Command(error.to_string())),
+                Err(_) => Err(StoreError::Timeout),
+            },
+            // The breaker's answer, or the shared connection.
+            None => self.attempt(timeout, command).await,
+        };
+        self.account(operation, started, &result);
+        result
+    }
+
+    /// This worker thread's connection, or `None` while it is being opened
+    /// (one attempt at a time, retried after a failure) or before the
+    /// shared connection is up.
+    fn worker_connection(&self) -> Option<Arc<Connection>> {
+        let generation = self.generation.load(Ordering::Acquire);
+        if generation == 0 {
+            return None;
+        }
+        let runtime = Handle::try_current().ok()?;
+        WORKER_CONNECTIONS.with(|cell| {
+            let mut connections = cell.try_borrow_mut().ok()?;
+            if !connections.iter().any(|c| c.store == self.id) {
+                connections.push(WorkerConnection {
+                    store: self.id,
+                    generation,
+                    slot: Arc::default(),
+                    retry_at: Instant::now(),
+                });
+            }
+            let mine = connections.iter_mut().find(|c| c.store == self.id)?;
+            if mine.generation != generation {
+                *mine = WorkerConnection { store: self.id, generation, slot: Arc::default(), retry_at: Instant::now() };
+            }
+            if let Some(connection) = mine.slot.load_full() {
+                return Some(connection);
+            }
+            let now = Instant::now();
+            if now >= mine.retry_at {
+                let deadline = self.settings.connect_timeout * 2;
+                mine.retry_at = now + deadline + RECONNECT_MIN;
+                let (store, slot) = (self.me.clone(), Arc::clone(&mine.slot));
+                runtime.spawn(async move {
+                    let Some(store) = store.upgrade() else { return };
+                    if let Ok(Ok(connection)) = tokio::time::timeout(deadline, store.connect()).await {
+                        slot.store(Some(Arc::new(connection)));
+                    }
+                });
+            }
+            None
+        })
+    }
+
+    /// Count a command and its result, and feed the breaker.
+    fn account<T>(&self, operation: &'static str, started: Instant, result: &Result<T, StoreError>) {
         self.metrics.redis_duration.with_label_values(&[operation]).observe(started.elapsed().as_secs_f64());
-        let label = match &result {
+        let label = match result {
             Ok(_) => "ok",
             Err(error) => error.label(),
         };
         self.metrics.redis_commands.with_label_values(&[operation, label]).inc();
-        match &result {
+        match result {
             Ok(_) => self.breaker.succeeded(&self.metrics),
             Err(StoreError::BreakerOpen | StoreError::NotConnected) => {}
             Err(error) => {
@@ -226,7 +318,6 @@ impl RedisStore {
                 }
             }
         }
-        result
     }
 
     async fn attempt<T, F, Fut>(&self, timeout: Duration, command: F) -> Result<T, StoreError>
@@ -342,6 +433,7 @@ async fn keep_connected(store: Arc<RedisStore>) {
         match tokio::time::timeout(store.settings.connect_timeout * 2, store.connect()).await {
             Ok(Ok(connection)) => {
                 store.connection.store(Some(Arc::new(connection)));
+                store.generation.fetch_add(1, Ordering::AcqRel);
                 tracing::info!(mode = store.settings.mode.name(), "connected to Redis");
                 if !matches!(store.settings.mode, RedisMode::Sentinel { .. }) {
                     return;
@@ -364,6 +456,23 @@ async fn keep_connected(store: Arc<RedisStore>) {
         tokio::time::sleep(delay).await;
         delay = (delay * 2).min(RECONNECT_MAX);
     }
+}
+
+/// A worker thread's own connection to one store.
+struct WorkerConnection {
+    store: u64,
+    /// The shared connection's generation when this one was asked for.
+    generation: u64,
+    /// Filled by the task that opens it.
+    slot: Arc<ArcSwapOption<Connection>>,
+    /// No new attempt to open it before then.
+    retry_at: Instant,
+}
+
+thread_local! {
+    /// This thread's connections, one per store (one store per process,
+    /// but tests start several).
+    static WORKER_CONNECTIONS: RefCell<Vec<WorkerConnection>> = const { RefCell::new(Vec::new()) };
 }
 
 /// Stops calling Redis for [`BREAKER_OPEN`] after [`BREAKER_THRESHOLD`]
