@@ -22,7 +22,7 @@ pub(crate) mod sessions;
 use std::cell::RefCell;
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
-use std::sync::{Arc, Weak};
+use std::sync::{Arc, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwapOption;
@@ -246,7 +246,7 @@ impl RedisStore {
         let timeout = self.settings.command_timeout;
         let worker = if self.breaker.is_open() { None } else { self.worker_connection() };
         let result = match worker {
-            Some(connection) => match tokio::time::timeout(timeout, command((*connection).clone())).await {
+            Some(connection) => match tokio::time::timeout(timeout, command(connection)).await {
                 Ok(Ok(value)) => Ok(value),
                 Ok(Err(error)) => Err(StoreError::Command(error.to_string())),
                 Err(_) => Err(StoreError::Timeout),
@@ -261,38 +261,37 @@ impl RedisStore {
     /// This worker thread's connection, or `None` while it is being opened
     /// (one attempt at a time, retried after a failure) or before the
     /// shared connection is up.
-    fn worker_connection(&self) -> Option<Arc<Connection>> {
+    fn worker_connection(&self) -> Option<Connection> {
         let generation = self.generation.load(Ordering::Acquire);
         if generation == 0 {
             return None;
         }
-        let runtime = Handle::try_current().ok()?;
         WORKER_CONNECTIONS.with(|cell| {
             let mut connections = cell.try_borrow_mut().ok()?;
-            if !connections.iter().any(|c| c.store == self.id) {
-                connections.push(WorkerConnection {
-                    store: self.id,
-                    generation,
-                    slot: Arc::default(),
-                    retry_at: Instant::now(),
-                });
-            }
-            let mine = connections.iter_mut().find(|c| c.store == self.id)?;
+            let index = match connections.iter().position(|c| c.store == self.id) {
+                Some(index) => index,
+                None => {
+                    connections.push(WorkerConnection::new(self.id, generation));
+                    connections.len() - 1
+                }
+            };
+            let mine = connections.get_mut(index)?;
             if mine.generation != generation {
-                *mine = WorkerConnection { store: self.id, generation, slot: Arc::default(), retry_at: Instant::now() };
+                *mine = WorkerConnection::new(self.id, generation);
             }
-            if let Some(connection) = mine.slot.load_full() {
-                return Some(connection);
+            if let Some(connection) = mine.slot.get() {
+                return Some(connection.clone());
             }
             let now = Instant::now();
             if now >= mine.retry_at {
+                let runtime = Handle::try_current().ok()?;
                 let deadline = self.settings.connect_timeout * 2;
                 mine.retry_at = now + deadline + RECONNECT_MIN;
                 let (store, slot) = (self.me.clone(), Arc::clone(&mine.slot));
                 runtime.spawn(async move {
                     let Some(store) = store.upgrade() else { return };
                     if let Ok(Ok(connection)) = tokio::time::timeout(deadline, store.connect()).await {
-                        slot.store(Some(Arc::new(connection)));
+                        let _ = slot.set(connection); // an attempt at a time: nothing else sets it
                     }
                 });
             }
@@ -464,9 +463,15 @@ struct WorkerConnection {
     /// The shared connection's generation when this one was asked for.
     generation: u64,
     /// Filled by the task that opens it.
-    slot: Arc<ArcSwapOption<Connection>>,
+    slot: Arc<OnceLock<Connection>>,
     /// No new attempt to open it before then.
     retry_at: Instant,
+}
+
+impl WorkerConnection {
+    fn new(store: u64, generation: u64) -> WorkerConnection {
+        WorkerConnection { store, generation, slot: Arc::default(), retry_at: Instant::now() }
+    }
 }
 
 thread_local! {
