@@ -553,35 +553,31 @@ def post_json(port: int, path: str, body: dict, bearer: str, timeout: float = 5)
         conn.close()
 
 
-def metric(admin_port: int, name: str, **labels: str) -> float:
-    """Sum of the samples of `name` on /metrics whose labels include `labels`."""
+def samples(admin_port: int, **labels: str):
+    """(name, labels, value) of each sample on /metrics whose labels include `labels`."""
     _, _, body = get(admin_port, "/metrics")
-    total = 0.0
     for line in body.splitlines():
         m = re.match(r"^([a-zA-Z_:][\w:]*)(?:\{(.*)\})?\s+(\S+)$", line)
-        if not m or m.group(1) != name:
+        if not m:
             continue
         have = dict(re.findall(r'(\w+)="((?:[^"\\]|\\.)*)"', m.group(2) or ""))
         if all(have.get(k) == v for k, v in labels.items()):
-            total += float(m.group(3))
-    return total
+            yield m.group(1), have, float(m.group(3))
+
+
+def metric(admin_port: int, name: str, **labels: str) -> float:
+    """Sum of the samples of `name` on /metrics whose labels include `labels`."""
+    return sum(value for sample, _, value in samples(admin_port, **labels) if sample == name)
 
 
 def histogram(admin_port: int, name: str, q: float, **labels: str) -> tuple[float, float, float] | None:
     """(count, mean, upper bound of the bucket holding quantile q) of the
     histogram `name` on /metrics, its series whose labels include `labels`
     summed; None when it has no observation."""
-    _, _, body = get(admin_port, "/metrics")
     buckets: dict[float, float] = {}
     total = count = 0.0
-    for line in body.splitlines():
-        m = re.match(r"^([a-zA-Z_:][\w:]*)(?:\{(.*)\})?\s+(\S+)$", line)
-        if not m or not m.group(1).startswith(name):
-            continue
-        have = dict(re.findall(r'(\w+)="((?:[^"\\]|\\.)*)"', m.group(2) or ""))
-        if not all(have.get(k) == v for k, v in labels.items()):
-            continue
-        suffix, value = m.group(1)[len(name):], float(m.group(3))
+    for sample, have, value in samples(admin_port, **labels):
+        suffix = sample[len(name):] if sample.startswith(name) else None
         if suffix == "_bucket":
             bound = float(have["le"])
             buckets[bound] = buckets.get(bound, 0.0) + value
