@@ -1,7 +1,8 @@
 //! Opaque tokens: RFC 7662 token introspection.
 //!
 //! Active answers become identities in the shared verified-token cache
-//! (until `min(exp, max_ttl)`); inactive answers are remembered here for
+//! (until `min(exp, max_ttl)`, `max_ttl` less up to a quarter, spread per
+//! token: `cache::lifetime`); inactive answers are remembered here for
 //! `negative_ttl`, in a bounded cache, so replaying a dead token does not
 //! reach the IdP. Concurrent calls per issuer are capped.
 
@@ -11,7 +12,7 @@ use tokio::sync::Semaphore;
 
 pub(crate) use credentials::introspection::{judge, Answer};
 
-use super::cache::TokenDigest;
+use super::cache::{self, TokenDigest};
 use crate::idp::{unix_now, FetchError, IdpClient, KeyStore};
 
 /// Calls to one IdP's introspection endpoint at once; more wait.
@@ -74,11 +75,20 @@ impl Introspector {
             client.post_form(&endpoint, &self.settings.client_id, secret, &form, issuer.http_timeout).await?;
         let claims: Map<String, Value> = serde_json::from_slice(&response.body)
             .map_err(|e| FetchError::Invalid(format!("introspection response: {e}")))?;
-        let answer = judge(claims, issuer, &self.settings, unix_now());
-        if matches!(answer, Answer::Inactive) {
-            let until = unix_now() + self.settings.negative_ttl.as_secs();
-            self.inactive.insert(digest, until);
-        }
+        let now = unix_now();
+        let answer = match judge(claims, issuer, &self.settings, now) {
+            // Within max_ttl, spread per token like the verified-token
+            // cache's ttl: answers fetched together do not all lapse together
+            // and come back to the endpoint in one burst.
+            Answer::Active { claims, valid_until } => {
+                let trusted_for = cache::lifetime(self.settings.max_ttl, &digest);
+                Answer::Active { claims, valid_until: valid_until.min(now.saturating_add(trusted_for)) }
+            }
+            Answer::Inactive => {
+                self.inactive.insert(digest, now + self.settings.negative_ttl.as_secs());
+                Answer::Inactive
+            }
+        };
         Ok(answer)
     }
 }

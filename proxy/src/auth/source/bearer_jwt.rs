@@ -14,7 +14,7 @@ use policy::IssuerId;
 use serde_json::{Map, Value};
 
 use super::{BearerPlaces, CredentialSource, PresentationError, Verifier};
-use crate::auth::cache::TokenDigest;
+use crate::auth::cache::{self, TokenDigest};
 use crate::auth::identity::Verified;
 use crate::auth::issuer::IssuerState;
 use crate::auth::{AuthError, Identity};
@@ -50,9 +50,14 @@ impl CredentialSource for BearerJwt {
         Ok(self.places.token(request)?.filter(|token| peek::split(token).is_ok()))
     }
 
-    async fn authenticate(&self, verifier: &Verifier, token: &str, _: &TokenDigest) -> Result<Identity, AuthError> {
+    async fn authenticate(
+        &self,
+        verifier: &Verifier,
+        token: &str,
+        digest: &TokenDigest,
+    ) -> Result<Identity, AuthError> {
         let peeked = peek::peek(token).map_err(|_| AuthError::InvalidToken("the token is malformed"))?;
-        self.verify(verifier, peeked).await
+        self.verify(verifier, peeked, digest).await
     }
 
     fn path(&self) -> AuthPath {
@@ -61,7 +66,12 @@ impl CredentialSource for BearerJwt {
 }
 
 impl BearerJwt {
-    async fn verify(&self, verifier: &Verifier, peeked: peek::Peeked<'_>) -> Result<Identity, AuthError> {
+    async fn verify(
+        &self,
+        verifier: &Verifier,
+        peeked: peek::Peeked<'_>,
+        digest: &TokenDigest,
+    ) -> Result<Identity, AuthError> {
         let invalid = AuthError::InvalidToken;
         let issuer_id = peeked
             .issuer
@@ -87,8 +97,8 @@ impl BearerJwt {
         let key_id = (!matches!(issuer.keys, KeySource::Secret { .. })).then_some(key.id);
         let claims = verified.claims;
         check_claims(issuer, &claims)?;
-        let valid_until =
-            verified.expires_at.saturating_add(issuer.leeway.as_secs()).min(now + verifier.cache_ttl.as_secs());
+        let trusted_for = cache::lifetime(verifier.cache_ttl, digest);
+        let valid_until = verified.expires_at.saturating_add(issuer.leeway.as_secs()).min(now + trusted_for);
         let verified = Verified { issuer: issuer_id, key_id, claims: &claims, valid_until };
         Ok(verifier.identities.make(state, verified))
     }
@@ -171,5 +181,102 @@ pub(crate) fn describe(error: JwsError) -> &'static str {
         JwsError::NotYetValid => NOT_YET_VALID,
         JwsError::WrongIssuer => "the token's issuer is not accepted",
         JwsError::WrongAudience => "the token is not for this audience",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    use config::{ClaimPath, Secret, TokenSettings};
+    use credentials::keys::to_jwt_algorithm;
+    use jsonwebtoken::{EncodingKey, Header};
+
+    use crate::auth::cache::{self, TokenCache};
+    use crate::auth::{AuthSettings, Authenticator};
+    use crate::idp::{unix_now, IdpClient};
+    use crate::metrics::Metrics;
+    use crate::test_support::request_with;
+    use crate::{IssuerState, Revocations};
+
+    const SECRET: &[u8] = b"a test secret of thirty-two bytes!";
+    const ISSUER: &str = "https://idp.test.example";
+    const TTL: Duration = Duration::from_secs(300);
+
+    fn authenticator() -> Authenticator {
+        let client = Arc::new(IdpClient::new(tokio::runtime::Handle::current()).expect("client"));
+        let metrics = Arc::new(Metrics::new());
+        let issuer = Issuer {
+            name: "test".into(),
+            issuer: ISSUER.into(),
+            keys: KeySource::Secret { env: "TEST".into(), secret: Some(Secret::new(SECRET.to_vec())) },
+            audiences: vec!["api".into()],
+            any_audience: false,
+            algorithms: vec![Algorithm::HS256],
+            leeway: Duration::from_secs(30),
+            scope_claims: vec![ClaimPath(vec!["scope".into()])],
+            token_types: Vec::new(),
+            jwks_refresh: Duration::from_secs(600),
+            min_refresh_interval: Duration::from_secs(30),
+            http_timeout: Duration::from_secs(5),
+            introspection: None,
+            audience_claims: vec![ClaimPath(vec!["aud".into()])],
+            required_claims: Vec::new(),
+            require_bound_tokens: false,
+        };
+        let keys = KeySet::from_secret(SECRET, &[Algorithm::HS256]);
+        let state = Arc::new(IssuerState::with_keys(issuer, keys, Arc::clone(&client), Arc::clone(&metrics)));
+        let settings = AuthSettings {
+            issuers: vec![state],
+            identity_headers: Vec::new(),
+            condition_claims: Vec::new(),
+            tokens: &TokenSettings { max_bytes: 8192, query_parameter: None, failed_auth_budget: None },
+            cache: Arc::new(TokenCache::new(1_000)),
+            cache_ttl: TTL,
+            revocations: Revocations::new(),
+        };
+        Authenticator::new(settings, client, metrics)
+    }
+
+    fn token(n: u64, expires_in: u64) -> String {
+        let now = unix_now();
+        let claims = serde_json::json!({
+            "iss": ISSUER, "aud": "api", "sub": format!("user-{n}"), "iat": now, "exp": now + expires_in,
+        });
+        let header = Header::new(to_jwt_algorithm(Algorithm::HS256));
+        jsonwebtoken::encode(&header, &claims, &EncodingKey::from_secret(SECRET)).expect("sign")
+    }
+
+    /// Tokens verified in the same second are trusted for different
+    /// lengths of time within the ttl, each for its own digest's share; a
+    /// token that expires sooner is trusted until it expires.
+    #[tokio::test]
+    async fn identities_verified_together_are_trusted_for_spread_lifetimes() {
+        let auth = authenticator();
+        let mut lifetimes = std::collections::BTreeSet::new();
+        for n in 0..200 {
+            let token = token(n, 3_600);
+            let before = unix_now();
+            let request = request_with("GET", &[("authorization", &format!("Bearer {token}"))]);
+            let identity = auth.authenticate_request(&request).await.expect("a credential").expect("valid");
+            let after = unix_now();
+            let trusted_for = cache::lifetime(TTL, &cache::digest(&token));
+            assert!(
+                (before + trusted_for..=after + trusted_for).contains(&identity.valid_until),
+                "token {n}: valid until {}, expected {trusted_for} s from {before}",
+                identity.valid_until
+            );
+            lifetimes.insert(trusted_for);
+        }
+        assert!(lifetimes.len() >= 50, "{} distinct lifetimes among 200 tokens", lifetimes.len());
+        assert!(lifetimes.iter().all(|s| (225..=300).contains(s)), "{lifetimes:?}");
+
+        let short = token(1_000, 60);
+        let request = request_with("GET", &[("authorization", &format!("Bearer {short}"))]);
+        let identity = auth.authenticate_request(&request).await.expect("a credential").expect("valid");
+        let expected = unix_now() + 60 + 30;
+        assert!(identity.valid_until + 1 >= expected && identity.valid_until <= expected, "{}", identity.valid_until);
     }
 }
