@@ -85,7 +85,7 @@ pub(crate) fn decide_preflight(policy: &CorsPolicy, request: &PreflightRequest<'
 
 /// Write the preflight answer: 204, no body.
 pub(crate) async fn send_preflight(session: &mut Session, answer: &PreflightAnswer) -> pingora::Result<()> {
-    let mut header = ResponseHeader::build(204, Some(answer.headers.len()))?;
+    let mut header = super::rejection::own_answer(204, answer.headers.len())?;
     for (name, value) in &answer.headers {
         header.insert_header(name, value.as_str())?;
     }
