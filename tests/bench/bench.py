@@ -670,6 +670,20 @@ def cpu_seconds(pid: int) -> float:
     return ticks / os.sysconf("SC_CLK_TCK")
 
 
+def steal_seconds(core: str) -> float:
+    """Time the hypervisor has given `core` to someone else so far (the
+    steal column of /proc/stat): on a VM, what a run lost that no profile of
+    the proxy shows. 0 where the kernel does not report it."""
+    try:
+        for line in Path("/proc/stat").read_text().splitlines():
+            fields = line.split()
+            if fields and fields[0] == f"cpu{core}":
+                return int(fields[8]) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0.0
+
+
 # --profile: where a measured process's CPU goes, per request. perf samples
 # the process at PROFILE_HZ for the whole measurement (no call graphs: the
 # overhead stays near 1 %); each sample's symbol is put in one component.
@@ -1033,6 +1047,23 @@ def ms(us: float) -> str:
     return f"{us / 1000:.2f}"
 
 
+def steal_summary(results: dict) -> str | None:
+    """One line on the time the hypervisor took from the two cores during
+    the measured runs (every round), and the run that lost the most: a run
+    that lost a few percent of its core is slower for a reason outside the
+    proxies. None when nothing was taken (or nothing reported)."""
+    runs = [(proxy, scenario, d["round"], d["steal_s"], r["duration_us"] / 1e6)
+            for (proxy, scenario), r in results.items() for d in r.get("rounds_detail", []) if "steal_s" in d]
+    total = [sum(run[3][i] for run in runs) for i in (0, 1)]
+    if not runs or max(total) <= 0:
+        return None
+    proxy, scenario, round_no, stolen, seconds = max(runs, key=lambda run: run[3][0])
+    return (f"CPU steal during the measured runs (time the hypervisor gave the VM's cores to others, /proc/stat): "
+            f"{total[0]:.2f} s of core {PROXY_CORE} (the proxy's), {total[1]:.2f} s of core {LOAD_CORE}; the most "
+            f"from one run {stolen[0] / seconds:.1%} of core {PROXY_CORE} ({LABEL[proxy]}, {scenario}, "
+            f"round {round_no}).")
+
+
 def build_report(meta: dict, results: dict, status: dict, rss: dict, checks: dict) -> tuple[str, dict]:
     lines = []
     lines.append(f"# portcullis benchmark — {meta['date']}")
@@ -1062,6 +1093,10 @@ def build_report(meta: dict, results: dict, status: dict, rss: dict, checks: dic
         + (f", at the end: {meta['loadavg_end']} (the run itself keeps two cores busy)" if meta.get("loadavg_end") else "")
         + "."
     )
+    steal = steal_summary(results)
+    if steal:
+        lines.append("")
+        lines.append(steal)
     if meta.get("quick"):
         lines.append("")
         lines.append("**Quick run: durations too short for representative numbers.**")
@@ -2440,6 +2475,9 @@ def setup_flood_unbudgeted(scenario: str, port: int, tokens: dict) -> list[dict]
         return [check_row(name, "all 401", f"error: {e}", False)]
 
 
+MISSES = "portcullis_token_cache_misses_total"
+
+
 def flood_counts(admin: int) -> tuple[float, float]:
     """A flood process's answers so far: refused by the budget (429) and
     verified and refused (401 invalid_token)."""
@@ -2848,8 +2886,12 @@ def measure(args, proxies, scenarios, work, out_dir, procs, meta, tokens, featur
                     # The measurement continues the warm-up's request sequence
                     # (and earlier rounds'): forged tokens are never replayed.
                     # With 10k tokens the warm-up goes on until every token has
-                    # been sent once, so what is measured is the steady state
-                    # of 10,000 active users.
+                    # been sent once in this round, so what is measured is the
+                    # steady state of 10,000 active users. In each round: a
+                    # round of the full bench takes about as long as
+                    # portcullis trusts a verified token (token_cache.ttl, 5
+                    # minutes by default), so what lapsed since the last
+                    # round is verified again here, not while measured.
                     sent = offsets.get(key, 0)
                     # The floods: what portcullis answered, from its
                     # counters (wrk tells only 2xx from the rest).
@@ -2857,7 +2899,7 @@ def measure(args, proxies, scenarios, work, out_dir, procs, meta, tokens, featur
                     counts_start = flood_counts(flood_admin) if flood_admin else None
                     warmed, warmups = 0, 0
                     while args.warmup > 0 and warmups < 6 and (
-                        warmups == 0 or (mode == "rotate" and sent < TOKEN_COUNT)
+                        warmups == 0 or (mode == "rotate" and warmed < TOKEN_COUNT)
                     ):
                         if mode == "cookie":
                             fresh_session(port, idp, work)
@@ -2867,12 +2909,19 @@ def measure(args, proxies, scenarios, work, out_dir, procs, meta, tokens, featur
                     if mode == "cookie":
                         signed_in_at = fresh_session(port, idp, work)
                     counts_before = flood_counts(flood_admin) if flood_admin else None
+                    # 10k-tokens on portcullis: how many tokens the measured
+                    # seconds verified (cache misses). The steady state needs
+                    # none; a number here says the run measured something else.
+                    misses_admin = (ports["portcullis-admin"]
+                                    if proxy == "portcullis" and scenario == "10k-tokens" else None)
+                    misses_before = metric(misses_admin, MISSES) if misses_admin else 0.0
                     # What the run cost the process measured (for the
                     # floor, the upstream) and the load core: the upstream
                     # and the load generator, a child reaped by load().
                     cpu_before = cpu_seconds(procs.procs[instance].pid)
                     upstream_before = cpu_seconds(procs.procs["upstream"].pid)
                     children_before = resource.getrusage(resource.RUSAGE_CHILDREN)
+                    steal_before = steal_seconds(PROXY_CORE), steal_seconds(LOAD_CORE)
                     # --profile: the last round, the process measured.
                     perf_data = work / f"perf-{instance}-{scenario}.data"
                     profiler = (start_profile(procs.procs[instance].pid, perf_data)
@@ -2892,6 +2941,10 @@ def measure(args, proxies, scenarios, work, out_dir, procs, meta, tokens, featur
                         r["budget_refusals"] = counts_after[0] - counts_before[0]
                         r["verified_refusals"] = counts_after[1] - counts_before[1]
                         r["budget_refusals_warmup"] = counts_before[0] - counts_start[0]
+                    if misses_admin:
+                        r["verifications"] = metric(misses_admin, MISSES) - misses_before
+                    r["steal_s"] = [steal_seconds(PROXY_CORE) - steal_before[0],
+                                    steal_seconds(LOAD_CORE) - steal_before[1]]
                     r["load_core_cpu_s"] = (cpu_seconds(procs.procs["upstream"].pid) - upstream_before
                                             + children.ru_utime + children.ru_stime
                                             - children_before.ru_utime - children_before.ru_stime)
@@ -2914,12 +2967,16 @@ def measure(args, proxies, scenarios, work, out_dir, procs, meta, tokens, featur
                 r["answers"], r["answers_ok"] = answers(proxy, scenario, r)
                 if "budget_refusals" in r:
                     r["answers"], r["answers_ok"] = flood_answers(scenario, r)
+                if "verifications" in r:
+                    r["answers"] += f", {r['verifications']:,.0f} verified while measured"
                 if r.get("session_seconds", 0) >= SESSION_RENEW_S - 1:
                     r["answers"] += f", ended {r['session_seconds']:.0f} s after its sign-in: renewals measured"
                     r["answers_ok"] = False
                 rounds_of.setdefault(key, []).append(r)
+                stolen = r["steal_s"][0] / (r["duration_us"] / 1e6) if r["duration_us"] else 0.0
                 log(f"    {LABEL[proxy]:<26} {scenario:<18} {fmt_rps(r['rps']):>8} req/s  p50 {ms(r['p50_us'])} ms  "
-                    f"p99 {ms(r['p99_us'])} ms  {r['answers']}{'' if r['answers_ok'] else '  <-- unexpected'}")
+                    f"p99 {ms(r['p99_us'])} ms  {r['answers']}{'' if r['answers_ok'] else '  <-- unexpected'}"
+                    + (f"  (steal {stolen:.1%} of core {PROXY_CORE})" if stolen >= 0.005 else ""))
                 if scenario == "10k-tokens" and round_no == 1:
                     rss[proxy]["after_10k_tokens"] = rss_kib(pids[proxy])
                 for feature, other in INSTANCE.items():
@@ -2948,7 +3005,7 @@ def measure(args, proxies, scenarios, work, out_dir, procs, meta, tokens, featur
         by_rps = sorted(runs, key=lambda r: r["rps"])
         median = dict(by_rps[(len(by_rps) - 1) // 2])
         median["rounds_rps"] = [r["rps"] for r in runs]
-        median["rounds_detail"] = [{k: r[k] for k in ("round", "rps", "p50_us", "p99_us")} for r in runs]
+        median["rounds_detail"] = [{k: r[k] for k in ("round", "rps", "p50_us", "p99_us", "steal_s")} for r in runs]
         median["answers_ok"] = all(r["answers_ok"] for r in runs)
         if not median["answers_ok"]:
             median["answers"] = next(r["answers"] for r in runs if not r["answers_ok"])
