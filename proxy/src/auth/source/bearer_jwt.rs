@@ -190,7 +190,6 @@ mod tests {
 
     use super::*;
 
-    use config::{ClaimPath, Secret, TokenSettings};
     use credentials::keys::to_jwt_algorithm;
     use jsonwebtoken::{EncodingKey, Header};
 
@@ -205,36 +204,32 @@ mod tests {
     const ISSUER: &str = "https://idp.test.example";
     const TTL: Duration = Duration::from_secs(300);
 
+    /// An authenticator for one HS256 issuer, configured as an operator
+    /// would (`token_cache.ttl` 5m, the default).
     fn authenticator() -> Authenticator {
+        let yaml = format!(
+            "listen: 127.0.0.1:0\nupstreams:\n  api:\n    url: http://127.0.0.1:1\nissuers:\n  - name: test\n    \
+             issuer: {ISSUER}\n    audiences: [api]\n    algorithms: [HS256]\n    secret_env: TEST_SECRET\n\
+             routes:\n  - path: /**\n    public: true\n"
+        );
+        let secret = String::from_utf8_lossy(SECRET).into_owned();
+        let env = move |name: &str| (name == "TEST_SECRET").then(|| secret.clone());
+        let config = config::load_str(std::path::Path::new("<test>"), &yaml, config::Mode::Serve, &env)
+            .expect("a valid configuration")
+            .config;
+        assert_eq!(config.token_cache.ttl, TTL);
         let client = Arc::new(IdpClient::new(tokio::runtime::Handle::current()).expect("client"));
         let metrics = Arc::new(Metrics::new());
-        let issuer = Issuer {
-            name: "test".into(),
-            issuer: ISSUER.into(),
-            keys: KeySource::Secret { env: "TEST".into(), secret: Some(Secret::new(SECRET.to_vec())) },
-            audiences: vec!["api".into()],
-            any_audience: false,
-            algorithms: vec![Algorithm::HS256],
-            leeway: Duration::from_secs(30),
-            scope_claims: vec![ClaimPath(vec!["scope".into()])],
-            token_types: Vec::new(),
-            jwks_refresh: Duration::from_secs(600),
-            min_refresh_interval: Duration::from_secs(30),
-            http_timeout: Duration::from_secs(5),
-            introspection: None,
-            audience_claims: vec![ClaimPath(vec!["aud".into()])],
-            required_claims: Vec::new(),
-            require_bound_tokens: false,
-        };
+        let issuer = config.issuers.into_iter().next().expect("one issuer");
         let keys = KeySet::from_secret(SECRET, &[Algorithm::HS256]);
         let state = Arc::new(IssuerState::with_keys(issuer, keys, Arc::clone(&client), Arc::clone(&metrics)));
         let settings = AuthSettings {
             issuers: vec![state],
             identity_headers: Vec::new(),
             condition_claims: Vec::new(),
-            tokens: &TokenSettings { max_bytes: 8192, query_parameter: None, failed_auth_budget: None },
+            tokens: &config.tokens,
             cache: Arc::new(TokenCache::new(1_000)),
-            cache_ttl: TTL,
+            cache_ttl: config.token_cache.ttl,
             revocations: Revocations::new(),
         };
         Authenticator::new(settings, client, metrics)
