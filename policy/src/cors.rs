@@ -15,7 +15,9 @@ const SAFELISTED_METHODS: [&str; 3] = ["GET", "HEAD", "POST"];
 
 /// Headers of the proxy's own answers a script may need to read why it was
 /// refused; exposed on those answers in addition to the configured ones.
-pub const REFUSAL_HEADERS: [&str; 4] = ["www-authenticate", "retry-after", "ratelimit", "ratelimit-policy"];
+/// `grpc-status` and `grpc-message` carry a gRPC-Web refusal.
+pub const REFUSAL_HEADERS: [&str; 6] =
+    ["www-authenticate", "retry-after", "ratelimit", "ratelimit-policy", "grpc-status", "grpc-message"];
 
 /// An origin a CORS policy allows, as configured.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -393,7 +395,7 @@ mod tests {
         assert_eq!(p.expose_headers_value(), "x-request-id");
         assert_eq!(
             p.expose_on_refusal_value(),
-            "x-request-id, www-authenticate, retry-after, ratelimit, ratelimit-policy"
+            "x-request-id, www-authenticate, retry-after, ratelimit, ratelimit-policy, grpc-status, grpc-message"
         );
     }
 }

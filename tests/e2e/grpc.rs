@@ -153,3 +153,35 @@ fn h2c_and_http1_share_the_listener() {
         .expect("curl");
     assert_eq!(String::from_utf8_lossy(&output.stdout), "401");
 }
+
+/// gRPC-Web (browsers, over HTTP/1.1): a refusal is the same trailers-only
+/// answer in gRPC-Web's media type, so the client library reports the
+/// status and message instead of an HTTP error with a JSON body.
+#[test]
+fn grpc_web_refusals_are_in_grpc_web_form() {
+    let (grpc, api) = (GrpcServer::start(), Upstream::start("api"));
+    let proxy = start(&grpc, &api);
+    let reader = hs_token("alice", "tasks:read");
+    let forged = format!("Bearer {}x", &reader[..reader.len() - 1]);
+    let empty_message = b"\0\0\0\0\0";
+    for (media, answered) in [
+        ("application/grpc-web+proto", "application/grpc-web+proto"),
+        ("application/grpc-web", "application/grpc-web+proto"),
+        ("application/grpc-web-text", "application/grpc-web-text+proto"),
+    ] {
+        let headers = [("content-type", media), ("x-grpc-web", "1")];
+        let missing = harness::client::request(proxy.addr, "POST", "/todo.Todos/Get", &headers, empty_message);
+        assert_eq!(missing.status, 200, "{media}: {}", missing.text());
+        assert_eq!(missing.header("content-type"), Some(answered), "{media}");
+        assert_eq!(missing.header("grpc-status"), Some("16"), "{media}");
+        assert_eq!(missing.header("grpc-message"), Some("a bearer token is required"), "{media}");
+        assert!(missing.header("www-authenticate").unwrap_or_default().starts_with("Bearer realm="), "{media}");
+        assert_eq!(missing.header("content-length"), Some("0"), "{media}");
+        assert!(missing.body.is_empty(), "{media}: {}", missing.text());
+
+        let headers = [("content-type", media), ("authorization", forged.as_str())];
+        let invalid = harness::client::request(proxy.addr, "POST", "/todo.Todos/Get", &headers, empty_message);
+        assert_eq!(invalid.header("grpc-status"), Some("16"), "{media}");
+        assert!(invalid.header("www-authenticate").unwrap_or_default().contains("invalid_token"), "{media}");
+    }
+}

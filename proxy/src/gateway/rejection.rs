@@ -88,8 +88,8 @@ pub(crate) fn own_answer(status: u16, headers: usize) -> pingora::Result<Respons
 /// Write the rejection as the whole response: JSON, or for a gRPC call
 /// the gRPC form of the same answer.
 pub(crate) async fn send(session: &mut Session, rejection: &Rejection) -> pingora::Result<()> {
-    if is_grpc(session.req_header()) {
-        return send_grpc(session, rejection).await;
+    if let Some(form) = grpc_form(session.req_header()) {
+        return send_grpc(session, rejection, form).await;
     }
     let body = rejection.body();
     let mut header = own_answer(rejection.status, 8)?;
@@ -140,14 +140,44 @@ pub(crate) async fn send_document(session: &mut Session, body: Bytes) -> pingora
     Ok(())
 }
 
-/// A gRPC request (`content-type: application/grpc`, `+proto`, `+json`, …).
-pub(crate) fn is_grpc(request: &pingora::http::RequestHeader) -> bool {
-    let media = request.headers.get(http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
+/// Which gRPC protocol a request speaks, by its media type: a refusal is
+/// answered in the same one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum GrpcForm {
+    /// `application/grpc`, `+proto`, `+json`, …
+    Grpc,
+    /// gRPC-Web (`application/grpc-web`, `+proto`, …), as browsers send it
+    /// through a proxy that translates to gRPC.
+    Web,
+    /// gRPC-Web's base64 form (`application/grpc-web-text`).
+    WebText,
+}
+
+impl GrpcForm {
+    /// The answer's media type. Trailers-only, the answer has no message,
+    /// so the suffix does not matter; gRPC-Web clients expect `+proto`.
+    fn content_type(self) -> &'static str {
+        match self {
+            GrpcForm::Grpc => "application/grpc",
+            GrpcForm::Web => "application/grpc-web+proto",
+            GrpcForm::WebText => "application/grpc-web-text+proto",
+        }
+    }
+}
+
+/// The gRPC form of a request, `None` for anything else.
+pub(crate) fn grpc_form(request: &pingora::http::RequestHeader) -> Option<GrpcForm> {
+    let media = request.headers.get(http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok())?;
     // The media type before any parameters and `+suffix`, compared without
     // allocating: this runs for every refusal.
-    media
-        .and_then(|value| value.split([';', '+']).next())
-        .is_some_and(|base| base.trim().eq_ignore_ascii_case("application/grpc"))
+    let base = media.split([';', '+']).next()?.trim();
+    [
+        ("application/grpc", GrpcForm::Grpc),
+        ("application/grpc-web", GrpcForm::Web),
+        ("application/grpc-web-text", GrpcForm::WebText),
+    ]
+    .into_iter()
+    .find_map(|(name, form)| base.eq_ignore_ascii_case(name).then_some(form))
 }
 
 /// The gRPC status for an HTTP answer (gRPC's status codes, chosen so a
@@ -168,13 +198,14 @@ pub(crate) fn grpc_status(status: u16) -> u8 {
 /// the stream, with `grpc-status`, `grpc-message` (the same description as
 /// the JSON body, percent-encoded as gRPC requires), and the challenge and
 /// retry hint kept.
-async fn send_grpc(session: &mut Session, rejection: &Rejection) -> pingora::Result<()> {
+async fn send_grpc(session: &mut Session, rejection: &Rejection, form: GrpcForm) -> pingora::Result<()> {
     let mut header = own_answer(200, 8)?;
-    header.insert_header("content-type", "application/grpc")?;
+    header.insert_header("content-type", form.content_type())?;
     header.insert_header("grpc-status", grpc_status(rejection.status).to_string())?;
     header.insert_header("grpc-message", grpc_message(&rejection.description))?;
     if !session.downstream_session.is_http2() {
-        // Not real gRPC (that needs HTTP/2), but a well-framed answer.
+        // gRPC-Web over HTTP/1.1; for gRPC, not real gRPC (that needs
+        // HTTP/2), but a well-framed answer.
         header.insert_header("content-length", "0")?;
     }
     answer_headers(&mut header, session, rejection)?;
@@ -210,12 +241,23 @@ mod tests {
             request.insert_header("content-type", value.to_owned()).expect("header");
             request
         };
-        for yes in ["application/grpc", "application/grpc+proto", "Application/GRPC+json", "application/grpc; x=1"] {
-            assert!(is_grpc(&request(yes)), "{yes}");
+        let form = |value: &str| grpc_form(&request(value));
+        for grpc in ["application/grpc", "application/grpc+proto", "Application/GRPC+json", "application/grpc; x=1"] {
+            assert_eq!(form(grpc), Some(GrpcForm::Grpc), "{grpc}");
         }
-        for no in ["application/json", "application/grpc-web", "application/grpcx", "text/plain"] {
-            assert!(!is_grpc(&request(no)), "{no}");
+        for web in ["application/grpc-web", "application/grpc-web+proto", "application/GRPC-WEB+json; x=1"] {
+            assert_eq!(form(web), Some(GrpcForm::Web), "{web}");
         }
+        for text in ["application/grpc-web-text", "application/grpc-web-text+proto"] {
+            assert_eq!(form(text), Some(GrpcForm::WebText), "{text}");
+        }
+        for no in ["application/json", "application/grpcx", "application/grpc-webx", "text/plain", ""] {
+            assert_eq!(form(no), None, "{no}");
+        }
+        let mut bare = pingora::http::RequestHeader::build("POST", b"/pkg.Svc/Call", None).expect("request");
+        assert_eq!(grpc_form(&bare), None);
+        bare.insert_header("content-type", "application/grpc-web-text").expect("header");
+        assert_eq!(grpc_form(&bare).map(GrpcForm::content_type), Some("application/grpc-web-text+proto"));
     }
 
     #[test]
