@@ -91,6 +91,11 @@ fn each_refusal_is_the_grpc_status_it_stands_for() {
 
     let missing = call(proxy.addr, "/todo.Todos/Get", None, false);
     assert_eq!(missing["code"], "UNAUTHENTICATED", "{missing}");
+    // The access line says which gRPC status the HTTP 200 carried.
+    let logged = harness::wait_until(std::time::Duration::from_secs(2), || {
+        proxy.logs().lines().any(|l| l.contains("/todo.Todos/Get") && l.contains("grpc_status=\"16\""))
+    });
+    assert!(logged, "no access line with grpc_status=\"16\":\n{}", proxy.logs());
     assert_eq!(missing["details"], "a bearer token is required");
     // Trailers-only: the challenge arrives with the status.
     let challenge = missing["trailing"]["www-authenticate"].as_str().unwrap_or_default();

@@ -15,6 +15,17 @@ use crate::labels::NO_ROUTE;
 pub(super) fn record(session: &Session, error: Option<&Error>, ctx: &RequestCtx) {
     let Some(runtime) = ctx.runtime.as_deref() else { return };
     let status = session.response_written().map(|r| r.status.as_u16()).or(ctx.local_status).unwrap_or(0);
+    // A gRPC refusal is HTTP 200; what it says is its `grpc-status`, in the
+    // header block of the trailers-only answer. Looked up only on the
+    // proxy's own answers (an upstream's status comes in its trailers).
+    let grpc_status = match ctx.local_status {
+        Some(_) => session
+            .response_written()
+            .and_then(|r| r.headers.get("grpc-status"))
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or(""),
+        None => "",
+    };
     let outcome = ctx.outcome;
     runtime.route_metrics(ctx.route).record(runtime.metrics(), outcome, ctx.start);
 
@@ -35,6 +46,7 @@ pub(super) fn record(session: &Session, error: Option<&Error>, ctx: &RequestCtx)
         route,
         decision = outcome.label(),
         status,
+        grpc_status,
         subject = identity.and_then(|i| i.subject.as_deref()).unwrap_or(""),
         issuer,
         latency_ms = format_args!("{:.3}", ctx.start.elapsed().as_secs_f64() * 1000.0),
