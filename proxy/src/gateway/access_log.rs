@@ -11,20 +11,21 @@ use super::request::RequestCtx;
 use crate::auth::is_api_key;
 use crate::labels::NO_ROUTE;
 
+const GRPC_STATUS: http::HeaderName = http::HeaderName::from_static("grpc-status");
+
 /// Count the request and write its access line.
 pub(super) fn record(session: &Session, error: Option<&Error>, ctx: &RequestCtx) {
     let Some(runtime) = ctx.runtime.as_deref() else { return };
     let status = session.response_written().map(|r| r.status.as_u16()).or(ctx.local_status).unwrap_or(0);
     // A gRPC refusal is HTTP 200; what it says is its `grpc-status`, in the
     // header block of the trailers-only answer. Looked up only on the
-    // proxy's own answers (an upstream's status comes in its trailers).
-    let grpc_status = match ctx.local_status {
-        Some(_) => session
-            .response_written()
-            .and_then(|r| r.headers.get("grpc-status"))
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or(""),
-        None => "",
+    // proxy's own 200s (an upstream's status comes in its trailers), so a
+    // forwarded request or a JSON refusal pays nothing for it.
+    let grpc_status = match (ctx.local_status, session.response_written()) {
+        (Some(_), Some(answer)) if answer.status == http::StatusCode::OK => {
+            answer.headers.get(GRPC_STATUS).and_then(|v| v.to_str().ok()).unwrap_or("")
+        }
+        _ => "",
     };
     let outcome = ctx.outcome;
     runtime.route_metrics(ctx.route).record(runtime.metrics(), outcome, ctx.start);
