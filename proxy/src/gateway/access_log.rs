@@ -16,13 +16,14 @@ const GRPC_STATUS: http::HeaderName = http::HeaderName::from_static("grpc-status
 /// Count the request and write its access line.
 pub(super) fn record(session: &Session, error: Option<&Error>, ctx: &RequestCtx) {
     let Some(runtime) = ctx.runtime.as_deref() else { return };
-    let status = session.response_written().map(|r| r.status.as_u16()).or(ctx.local_status).unwrap_or(0);
+    let written = session.response_written();
+    let status = written.map(|r| r.status.as_u16()).or(ctx.local_status).unwrap_or(0);
     // A gRPC refusal is HTTP 200; what it says is its `grpc-status`, in the
     // header block of the trailers-only answer. Looked up only on the
     // proxy's own 200s (an upstream's status comes in its trailers), so a
     // forwarded request or a JSON refusal pays nothing for it.
-    let grpc_status = match (ctx.local_status, session.response_written()) {
-        (Some(_), Some(answer)) if answer.status == http::StatusCode::OK => {
+    let grpc_status = match written {
+        Some(answer) if ctx.local_status.is_some() && answer.status == http::StatusCode::OK => {
             answer.headers.get(GRPC_STATUS).and_then(|v| v.to_str().ok()).unwrap_or("")
         }
         _ => "",
