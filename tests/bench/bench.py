@@ -670,18 +670,20 @@ def cpu_seconds(pid: int) -> float:
     return ticks / os.sysconf("SC_CLK_TCK")
 
 
-def steal_seconds(core: str) -> float:
-    """Time the hypervisor has given `core` to someone else so far (the
-    steal column of /proc/stat): on a VM, what a run lost that no profile of
-    the proxy shows. 0 where the kernel does not report it."""
+def steal_seconds(*cores: str) -> list[float]:
+    """Time the hypervisor has given each of `cores` to someone else so far
+    (the steal column of /proc/stat, read once): on a VM, what a run lost
+    that no profile of the proxy shows. 0 where the kernel does not report
+    it."""
+    stolen = dict.fromkeys(cores, 0.0)
     try:
         for line in Path("/proc/stat").read_text().splitlines():
             fields = line.split()
-            if fields and fields[0] == f"cpu{core}":
-                return int(fields[8]) / os.sysconf("SC_CLK_TCK")
+            if fields and fields[0].startswith("cpu") and fields[0][3:] in stolen:
+                stolen[fields[0][3:]] = int(fields[8]) / os.sysconf("SC_CLK_TCK")
     except (OSError, ValueError, IndexError):
         pass
-    return 0.0
+    return [stolen[core] for core in cores]
 
 
 # --profile: where a measured process's CPU goes, per request. perf samples
@@ -1052,7 +1054,7 @@ def steal_summary(results: dict) -> str | None:
     the measured runs (every round), and the run that lost the most: a run
     that lost a few percent of its core is slower for a reason outside the
     proxies. None when nothing was taken (or nothing reported)."""
-    runs = [(proxy, scenario, d["round"], d["steal_s"], r["duration_us"] / 1e6)
+    runs = [(proxy, scenario, d["round"], d["steal_s"], d["duration_us"] / 1e6)
             for (proxy, scenario), r in results.items() for d in r.get("rounds_detail", []) if "steal_s" in d]
     total = [sum(run[3][i] for run in runs) for i in (0, 1)]
     if not runs or max(total) <= 0:
@@ -2921,7 +2923,7 @@ def measure(args, proxies, scenarios, work, out_dir, procs, meta, tokens, featur
                     cpu_before = cpu_seconds(procs.procs[instance].pid)
                     upstream_before = cpu_seconds(procs.procs["upstream"].pid)
                     children_before = resource.getrusage(resource.RUSAGE_CHILDREN)
-                    steal_before = steal_seconds(PROXY_CORE), steal_seconds(LOAD_CORE)
+                    steal_before = steal_seconds(PROXY_CORE, LOAD_CORE)
                     # --profile: the last round, the process measured.
                     perf_data = work / f"perf-{instance}-{scenario}.data"
                     profiler = (start_profile(procs.procs[instance].pid, perf_data)
@@ -2943,8 +2945,8 @@ def measure(args, proxies, scenarios, work, out_dir, procs, meta, tokens, featur
                         r["budget_refusals_warmup"] = counts_before[0] - counts_start[0]
                     if misses_admin:
                         r["verifications"] = metric(misses_admin, MISSES) - misses_before
-                    r["steal_s"] = [steal_seconds(PROXY_CORE) - steal_before[0],
-                                    steal_seconds(LOAD_CORE) - steal_before[1]]
+                    r["steal_s"] = [after - before for after, before
+                                    in zip(steal_seconds(PROXY_CORE, LOAD_CORE), steal_before)]
                     r["load_core_cpu_s"] = (cpu_seconds(procs.procs["upstream"].pid) - upstream_before
                                             + children.ru_utime + children.ru_stime
                                             - children_before.ru_utime - children_before.ru_stime)
@@ -3005,7 +3007,7 @@ def measure(args, proxies, scenarios, work, out_dir, procs, meta, tokens, featur
         by_rps = sorted(runs, key=lambda r: r["rps"])
         median = dict(by_rps[(len(by_rps) - 1) // 2])
         median["rounds_rps"] = [r["rps"] for r in runs]
-        median["rounds_detail"] = [{k: r[k] for k in ("round", "rps", "p50_us", "p99_us", "steal_s")} for r in runs]
+        median["rounds_detail"] = [{k: r[k] for k in ("round", "rps", "p50_us", "p99_us", "duration_us", "steal_s")} for r in runs]
         median["answers_ok"] = all(r["answers_ok"] for r in runs)
         if not median["answers_ok"]:
             median["answers"] = next(r["answers"] for r in runs if not r["answers_ok"])
